@@ -1,0 +1,17 @@
+"""WebSocket clients and servers on asyncio."""
+
+from __future__ import annotations
+
+from .client import ClientConnection, connect
+from .connection import Connection, Data
+from .server import Server, ServerConnection, serve
+
+__all__ = [
+    "connect",
+    "serve",
+    "Connection",
+    "ClientConnection",
+    "ServerConnection",
+    "Server",
+    "Data",
+]

@@ -1,0 +1,165 @@
+"""WebSocket clients on asyncio: ``connect()`` and ``ClientConnection``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+from .. import protocol as proto
+from ..protocol.client import USER_AGENT
+from ..protocol.connection import DEFAULT_MAX_SIZE
+from ..protocol.deflate import DeflateOptions
+from ..protocol.http import Headers
+from .connection import Connection
+
+__all__ = ["connect", "ClientConnection"]
+
+logger = logging.getLogger("tidewire.client")
+
+HeadersLike = Headers | Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+class ClientConnection(Connection):
+    """The client's side of one connection, returned by ``connect()``."""
+
+    protocol: proto.ClientProtocol
+
+    def __init__(self, protocol: proto.ClientProtocol, **kwargs: Any) -> None:
+        super().__init__(logger=logger, **kwargs)
+        self.protocol = protocol
+        self.handshake_done: asyncio.Future[None] = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def _on_handshake(self, event: proto.Request | proto.Response) -> None:
+        if self.handshake_done.done():
+            return
+        exc = self.protocol.handshake_exc
+        if exc is not None:
+            self.handshake_done.set_exception(exc)
+        else:
+            self.handshake_done.set_result(None)
+            self.start_keepalive()
+
+    def _on_closed(self) -> None:
+        if not self.handshake_done.done():
+            exc = self.protocol.handshake_exc
+            self.handshake_done.set_exception(
+                exc or ConnectionError("connection closed during the opening handshake")
+            )
+
+
+def _headers(value: HeadersLike | None) -> Headers | None:
+    if value is None or isinstance(value, Headers):
+        return value
+    items = value.items() if isinstance(value, Mapping) else value
+    return Headers(items)
+
+
+class connect:
+    """Open a WebSocket connection to ``uri``.
+
+    Use ``async with connect(uri) as ws`` or ``ws = await connect(uri)``.
+    Raise ``InvalidURI``, ``OSError`` when the connection is refused,
+    ``InvalidHandshake`` (``InvalidStatus`` for a refusal) or ``TimeoutError``
+    after ``open_timeout``.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        additional_headers: HeadersLike | None = None,
+        user_agent_header: str | None = USER_AGENT,
+        compression: str | None = "deflate",
+        deflate_options: DeflateOptions | None = None,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if compression not in ("deflate", None):
+            raise ValueError(f"unsupported compression: {compression!r}")
+        self.uri = proto.parse_uri(uri)
+        self._protocol_args: dict[str, Any] = dict(
+            origin=origin,
+            subprotocols=subprotocols,
+            compression=(deflate_options or DeflateOptions()) if compression else None,
+            extra_headers=_headers(additional_headers),
+            user_agent=user_agent_header,
+            max_size=max_size,
+        )
+        self._connection_args: dict[str, Any] = dict(
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            close_timeout=close_timeout,
+            max_queue=max_queue,
+            write_limit=write_limit,
+        )
+        self.open_timeout = open_timeout
+        if self.uri.secure and ssl is None:
+            ssl = True
+        if not self.uri.secure and ssl:
+            raise ValueError("ssl given for a ws:// URI; use wss://")
+        self._ssl = ssl
+        self._kwargs = kwargs
+        self.connection: ClientConnection | None = None
+
+    async def _create(self) -> ClientConnection:
+        loop = asyncio.get_running_loop()
+        uri = self.uri
+
+        def factory() -> ClientConnection:
+            protocol = proto.ClientProtocol(uri, **self._protocol_args)
+            return ClientConnection(protocol, **self._connection_args)
+
+        kwargs = dict(self._kwargs)
+        if self._ssl and "server_hostname" not in kwargs and "sock" not in kwargs:
+            kwargs["server_hostname"] = uri.host
+
+        async def open_() -> ClientConnection:
+            if "sock" in kwargs:
+                _, conn = await loop.create_connection(factory, ssl=self._ssl, **kwargs)
+            else:
+                _, conn = await loop.create_connection(
+                    factory, uri.host, uri.port, ssl=self._ssl, **kwargs
+                )
+            try:
+                await conn.handshake_done
+            except BaseException:
+                if conn.transport is not None:
+                    conn.transport.abort()
+                raise
+            return conn
+
+        try:
+            conn = await asyncio.wait_for(open_(), self.open_timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"timed out after {self.open_timeout}s opening {uri.host}:{uri.port}"
+            ) from None
+        self.connection = conn
+        return conn
+
+    def __await__(self) -> Generator[Any, None, ClientConnection]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> ClientConnection:
+        return await self._create()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.connection is not None
+        await self.connection.close()

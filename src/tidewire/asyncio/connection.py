@@ -1,0 +1,414 @@
+"""An open WebSocket connection on asyncio: the part both sides share.
+
+``Connection`` is an ``asyncio.Protocol``: the transport hands it bytes, it
+feeds them to the sans-I/O protocol object and writes what that returns. The
+user-facing coroutines (``recv``, ``send``, ``ping``, ``close``) live here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+from .. import protocol as proto
+from ..exceptions import ConnectionClosed, ConnectionClosedOK
+from ..protocol.frames import CloseCode
+from ..protocol.reader import Pong
+from .messages import MessageQueue
+
+__all__ = ["Connection", "Data"]
+
+Data = str | bytes
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+class Connection(asyncio.Protocol):
+    """One WebSocket connection; subclassed by ``ServerConnection`` and
+    ``ClientConnection``, which add the opening handshake."""
+
+    protocol: proto.ServerProtocol | proto.ClientProtocol
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.write_limit = write_limit
+        self.id = uuid.uuid4()
+        self.logger = logger or logging.getLogger("tidewire")
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.messages = MessageQueue(max_queue, None, self._pause_reading, self._resume_reading)
+        self.closed = self.loop.create_future()  # result None once the socket closed
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._keepalive: asyncio.Task[None] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._reading_paused = False
+        self._sock_closed = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._process()
+        return None  # let asyncio close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sock_closed = True
+        if self.protocol.state is not proto.State.CLOSED:
+            self.protocol.receive_eof()
+        if exc is not None and self.protocol.exc is None:
+            self.protocol.exc = exc
+        self.messages.close()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        closed = self.protocol.close_exc()
+        for waiter, _ in self._pings.values():
+            if not waiter.done():
+                waiter.set_exception(closed)
+                waiter.exception()  # nobody may be awaiting it
+        self._pings.clear()
+        self._wake_writers()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._on_closed()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    # Event handling.
+
+    def _process(self) -> None:
+        """Deliver events, write what is due, close the socket when expected."""
+        p = self.protocol
+        events = p.events_received()
+        if events:
+            put = self.messages.put
+            for event in events:
+                cls = type(event)
+                if cls is str or cls is bytes:
+                    put(event)  # type: ignore[arg-type]
+                elif cls is Pong:
+                    self._on_pong(event.data)  # type: ignore[union-attr]
+                elif cls is proto.Request or cls is proto.Response:
+                    self._on_handshake(event)  # type: ignore[arg-type]
+        self._flush()
+        if p.state is not proto.State.OPEN and p.state is not proto.State.CONNECTING:
+            if p.close_rcvd is not None or p.failed or p.state is proto.State.CLOSED:
+                self.messages.close()
+        if p.close_expected():
+            self._close_socket()
+
+    def _on_handshake(self, event: proto.Request | proto.Response) -> None:
+        raise NotImplementedError
+
+    def _on_closed(self) -> None:
+        """Hook for subclasses: the socket is closed."""
+
+    def _flush(self) -> None:
+        out = self.protocol.data_to_send()
+        if out and self.transport is not None and not self._sock_closed:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _close_socket(self) -> None:
+        transport = self.transport
+        if transport is None or self._sock_closed or transport.is_closing():
+            return
+        p = self.protocol
+        if p.side is proto.Side.SERVER or p.failed or p.state is proto.State.CLOSED:
+            transport.close()
+        elif self._close_timer is None:
+            # A client lets the server close first (RFC 6455 section 7.1.1).
+            timeout = self.close_timeout if self.close_timeout is not None else 10
+            self._close_timer = self.loop.call_later(timeout, transport.abort)
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._sock_closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self._reading_paused and not self._sock_closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _wake_writers(self) -> None:
+        drain = self._drain
+        if drain is not None:
+            self._drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+    # Public API.
+
+    @property
+    def state(self) -> proto.State:
+        return self.protocol.state
+
+    @property
+    def request(self) -> proto.Request | None:
+        return getattr(self.protocol, "request", None)
+
+    @property
+    def response(self) -> proto.Response | None:
+        return self.protocol.response
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.protocol.subprotocol
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the peer sent, once closed; 1006 if it sent none."""
+        if self.protocol.state is not proto.State.CLOSED:
+            return None
+        return self.protocol.close_exc().code
+
+    @property
+    def close_reason(self) -> str | None:
+        if self.protocol.state is not proto.State.CLOSED:
+            return None
+        return self.protocol.close_exc().reason
+
+    @property
+    def remote_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("peername")
+
+    @property
+    def local_address(self) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info("sockname")
+
+    async def recv(self) -> Data:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raise ``ConnectionClosedOK`` or ``ConnectionClosedError`` once the
+        connection is closed and every message before the close was read.
+        """
+        try:
+            return await self.messages.get()
+        except EOFError:
+            raise self.protocol.close_exc() from self.protocol.exc
+
+    async def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages until a normal closure; re-raise any other."""
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    async def send(
+        self, message: Data | Iterable[Data] | AsyncIterable[Data]
+    ) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        An iterable or async iterable of ``str`` or of bytes-like is sent as
+        one fragmented message, a frame per item. Wait while the socket's write
+        buffer is above ``write_limit``.
+        """
+        p = self.protocol
+        if isinstance(message, str):
+            p.send_text(message.encode())
+        elif isinstance(message, _BYTES_LIKE):
+            p.send_binary(bytes(message))
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message))
+            return
+        elif isinstance(message, AsyncIterable):
+            await self._send_async_fragments(message)
+            return
+        else:
+            raise TypeError(f"can't send {type(message).__name__}; use str or bytes")
+        self._flush()
+        if self._write_paused:
+            await self._wait_drain()
+
+    async def _send_fragments(self, fragments: Iterable[Data]) -> None:
+        items = list(fragments)
+        if not items:
+            return
+        text = isinstance(items[0], str)
+        for item in items:
+            if isinstance(item, str) is not text or not isinstance(item, (str, *_BYTES_LIKE)):
+                raise TypeError("fragments must all be str or all be bytes-like")
+        for i, item in enumerate(items):
+            data = item.encode() if isinstance(item, str) else bytes(item)
+            self._send_fragment(i == 0, text, data, i == len(items) - 1)
+            self._flush()
+            if self._write_paused:
+                await self._wait_drain()
+
+    async def _send_async_fragments(self, fragments: AsyncIterable[Data]) -> None:
+        iterator = aiter(fragments)
+        try:
+            current = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        text = isinstance(current, str)
+        first = True
+        while True:
+            try:
+                nxt: Data | None = await anext(iterator)
+            except StopAsyncIteration:
+                nxt = None
+            if not isinstance(current, (str, *_BYTES_LIKE)) or isinstance(current, str) is not text:
+                # The message can't be finished cleanly: fail the connection.
+                self.protocol.fail(CloseCode.INTERNAL_ERROR, "bad fragment type")
+                self._process()
+                raise TypeError("fragments must all be str or all be bytes-like")
+            data = current.encode() if isinstance(current, str) else bytes(current)
+            self._send_fragment(first, text, data, nxt is None)
+            first = False
+            self._flush()
+            if self._write_paused:
+                await self._wait_drain()
+            if nxt is None:
+                return
+            current = nxt
+
+    def _send_fragment(self, first: bool, text: bool, data: bytes, fin: bool) -> None:
+        p = self.protocol
+        if not first:
+            p.send_continuation(data, fin)
+        elif text:
+            p.send_text(data, fin)
+        else:
+            p.send_binary(data, fin)
+
+    async def _wait_drain(self) -> None:
+        if self._sock_closed:
+            raise self.protocol.close_exc()
+        if self._drain is None:
+            self._drain = self.loop.create_future()
+        await asyncio.shield(self._drain)
+        if self._sock_closed:
+            raise self.protocol.close_exc()
+
+    def ping(self, data: Data | None = None) -> asyncio.Future[float]:
+        """Send a ping; the returned future completes with the round-trip time
+        in seconds when the matching pong arrives.
+
+        A pong acknowledges every ping sent before it, as RFC 6455 allows
+        the peer to answer only the latest.
+        """
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise ValueError("a ping with this payload is already waiting")
+        self.protocol.send_ping(payload)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._pings[payload] = (waiter, self.loop.time())
+        self._flush()
+        return waiter
+
+    def _on_pong(self, data: bytes) -> None:
+        if data not in self._pings:
+            return  # unsolicited pongs are heartbeats: ignore them
+        now = self.loop.time()
+        while self._pings:
+            payload, (waiter, sent) = next(iter(self._pings.items()))
+            del self._pings[payload]
+            if not waiter.done():
+                waiter.set_result(now - sent)
+            if payload == data:
+                break
+
+    async def pong(self, data: Data = b"") -> None:
+        """Send an unsolicited pong, a one-way heartbeat."""
+        self.protocol.send_pong(data.encode() if isinstance(data, str) else bytes(data))
+        self._flush()
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Run the closing handshake and wait until the socket is closed.
+
+        Give up waiting for the peer after ``close_timeout`` and drop the socket.
+        """
+        try:
+            self.protocol.send_close(code, reason)
+        except ConnectionClosed:
+            pass  # closing already
+        else:
+            self._process()
+        await self._wait_socket_closed()
+
+    async def _wait_socket_closed(self) -> None:
+        if self.closed.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), self.close_timeout)
+        except asyncio.TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
+            await asyncio.shield(self.closed)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed, however that happens."""
+        await asyncio.shield(self.closed)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close at once with ``code``, without waiting for the peer."""
+        self.protocol.fail(code, reason)
+        self._process()
+
+    # Keepalive.
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval is not None and self._keepalive is None:
+            self._keepalive = self.loop.create_task(self._keepalive_loop())
+
+    async def _keepalive_loop(self) -> None:
+        assert self.ping_interval is not None
+        try:
+            while True:
+                await asyncio.sleep(self.ping_interval)
+                if self.protocol.state is not proto.State.OPEN:
+                    return
+                waiter = self.ping()
+                if self.ping_timeout is None:
+                    continue
+                try:
+                    await asyncio.wait_for(waiter, self.ping_timeout)
+                except asyncio.TimeoutError:
+                    self.logger.info("keepalive ping timed out; closing %s", self.id)
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    self._process()
+                    return
+        except ConnectionClosed:
+            return
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.protocol.state.name}>"
+

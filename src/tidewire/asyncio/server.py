@@ -1,0 +1,298 @@
+"""WebSocket servers on asyncio: ``serve()``, ``Server`` and ``ServerConnection``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any
+
+from .. import protocol as proto
+from ..exceptions import ConnectionClosed
+from ..protocol.connection import DEFAULT_MAX_SIZE
+from ..protocol.deflate import DeflateOptions
+from ..protocol.frames import CloseCode
+from ..protocol.http import Request, Response
+from ..protocol.server import SERVER_HEADER
+from .connection import Connection
+
+__all__ = ["serve", "Server", "ServerConnection"]
+
+logger = logging.getLogger("tidewire.server")
+
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | None | Awaitable[Response | None]"
+]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response],
+    "Response | None | Awaitable[Response | None]",
+]
+
+
+class ServerConnection(Connection):
+    """The server's side of one connection, handed to the handler."""
+
+    protocol: proto.ServerProtocol
+
+    def __init__(
+        self,
+        server: Server,
+        protocol: proto.ServerProtocol,
+        *,
+        open_timeout: float | None = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(logger=logger, **kwargs)
+        self.server = server
+        self.protocol = protocol
+        self.open_timeout = open_timeout
+        self.handler_task: asyncio.Task[None] | None = None
+        self._open_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.server._connections.add(self)
+        if self.open_timeout is not None:
+            self._open_timer = self.loop.call_later(self.open_timeout, self._on_open_timeout)
+
+    def _on_open_timeout(self) -> None:
+        if self.protocol.state is proto.State.CONNECTING and self.transport is not None:
+            logger.info(
+                "opening handshake from %s timed out after %ss",
+                self.remote_address,
+                self.open_timeout,
+            )
+            self.transport.abort()
+
+    def _on_handshake(self, event: proto.Request | proto.Response) -> None:
+        assert isinstance(event, proto.Request)
+        self.loop.create_task(self._handshake(event))
+
+    async def _handshake(self, request: Request) -> None:
+        server = self.server
+        try:
+            response = None
+            if server.process_request is not None:
+                response = await _maybe_await(server.process_request(self, request))
+            if response is None:
+                response = self.protocol.accept(request)
+            if server.process_response is not None:
+                changed = await _maybe_await(
+                    server.process_response(self, request, response)
+                )
+                if changed is not None:
+                    response = changed
+        except Exception:
+            logger.error("error in the opening handshake hook", exc_info=True)
+            response = self.protocol.reject(500, "Internal server error.\n")
+        if self._sock_closed:
+            return
+        self.protocol.send_response(response)
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        if response.status == 101:
+            self.start_keepalive()
+            self.handler_task = self.loop.create_task(self._run_handler())
+        self._process()
+
+    async def _run_handler(self) -> None:
+        try:
+            await self.server.handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.error("connection handler failed", exc_info=True)
+            if self.protocol.state is proto.State.OPEN:
+                await self.close(CloseCode.INTERNAL_ERROR)
+        await self.close()
+
+    def respond(self, status: int, text: str) -> Response:
+        """A plain-text HTTP response, for ``process_request`` to refuse with."""
+        return self.protocol.reject(status, text)
+
+    def _on_closed(self) -> None:
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+        exc = self.protocol.handshake_exc
+        if exc is not None:
+            logger.info("refused WebSocket handshake from %s: %s", self.remote_address, exc)
+        self.server._connections.discard(self)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Server:
+    """A listening WebSocket server; ``serve()`` makes one."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        protocol_factory: Callable[[], proto.ServerProtocol],
+        connection_options: dict[str, Any],
+    ) -> None:
+        self.handler = handler
+        self.process_request = process_request
+        self.process_response = process_response
+        self._protocol_factory = protocol_factory
+        self._connection_options = connection_options
+        self._connections: set[ServerConnection] = set()
+        self.server: asyncio.Server | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+
+    def _make_connection(self) -> ServerConnection:
+        return ServerConnection(self, self._protocol_factory(), **self._connection_options)
+
+    @property
+    def connections(self) -> set[ServerConnection]:
+        """The connections open now, handshake done or not."""
+        return set(self._connections)
+
+    @property
+    def sockets(self) -> tuple[Any, ...]:
+        return () if self.server is None else tuple(self.server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (handy with port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    def close(self, close_connections: bool = True) -> None:
+        """Stop accepting; close every connection with 1001 (going away)."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(close_connections)
+            )
+
+    async def _close(self, close_connections: bool) -> None:
+        if self.server is not None:
+            self.server.close()
+        conns = list(self._connections)
+        if close_connections:
+            await asyncio.gather(
+                *(c.close(CloseCode.GOING_AWAY) for c in conns if c.state is proto.State.OPEN)
+            )
+            for c in conns:
+                if c.transport is not None and c.state is proto.State.CONNECTING:
+                    c.transport.close()
+        await asyncio.gather(*(c.wait_closed() for c in conns))
+        tasks = [c.handler_task for c in conns if c.handler_task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        if self.server is not None:
+            await self.server.wait_closed()
+        self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        """Serve until ``close()`` is called."""
+        await self.wait_closed()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+class serve:
+    """Start a WebSocket server on ``host`` and ``port``.
+
+    Use ``async with serve(handler, host, port) as server`` or
+    ``server = await serve(...)``. ``handler(connection)`` runs for each
+    connection; the connection is closed when it returns. Other keyword
+    arguments go to ``loop.create_server`` (``ssl``, ``sock``, ``reuse_port``,
+    ``backlog``...).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | Sequence[str] | None = None,
+        port: int | None = None,
+        *,
+        origins: Sequence[str | None] | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: Callable[[Sequence[str]], str | None] | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        compression: str | None = "deflate",
+        deflate_options: DeflateOptions | None = None,
+        server_header: str | None = SERVER_HEADER,
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        max_queue: int | None = 16,
+        write_limit: int = 2**16,
+        ssl: ssl_module.SSLContext | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if compression not in ("deflate", None):
+            raise ValueError(f"unsupported compression: {compression!r}")
+        options = deflate_options or DeflateOptions()
+
+        def protocol_factory() -> proto.ServerProtocol:
+            return proto.ServerProtocol(
+                origins=origins,
+                subprotocols=subprotocols,
+                select_subprotocol=select_subprotocol,
+                compression=options if compression else None,
+                max_size=max_size,
+                server_header=server_header,
+            )
+
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._ssl = ssl
+        self._kwargs = kwargs
+        self._server_args: dict[str, Any] = dict(
+            process_request=process_request,
+            process_response=process_response,
+            protocol_factory=protocol_factory,
+            connection_options=dict(
+                open_timeout=open_timeout,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                close_timeout=close_timeout,
+                max_queue=max_queue,
+                write_limit=write_limit,
+            ),
+        )
+        self._server: Server | None = None
+
+    async def _create(self) -> Server:
+        server = Server(self._handler, **self._server_args)
+        loop = asyncio.get_running_loop()
+        server.server = await loop.create_server(
+            server._make_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
+        )
+        self._server = server
+        return server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._create().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._create()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+

@@ -1,0 +1,271 @@
+"""The state machine of an open WebSocket connection, without I/O.
+
+Calling contract, for the I/O layer:
+
+1. Feed what the socket gave: ``receive_data(data)``, or ``receive_eof()`` at
+   the end of the stream.
+2. Collect ``events_received()`` and deliver them.
+3. Write ``data_to_send()`` to the socket.
+4. If ``close_expected()``, close the socket: a server right away; a client
+   after the server closed it, or a timeout (RFC 6455 section 7.1.1), unless
+   the connection failed.
+
+The ``send_*`` methods only queue bytes for ``data_to_send()``. The parser never
+raises into the caller: a violation by the peer is turned into a close frame
+with the right code, and the exception is kept in ``exc``.
+
+States: CONNECTING -> OPEN -> CLOSING -> CLOSED. CONNECTING belongs to the
+handshake subclasses in ``client`` and ``server``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    ProtocolError,
+)
+from .deflate import Deflate
+from .frames import Close, CloseCode, Opcode, build_close, build_frame, check_close_code
+from .http import Request, Response
+from .reader import Ping, Pong, Reader
+
+Event = str | bytes | Ping | Pong | Close | Request | Response
+
+__all__ = ["State", "Side", "Connection", "Event", "DEFAULT_MAX_SIZE"]
+
+DEFAULT_MAX_SIZE = 1 << 20
+_OK_CODES = (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS)
+
+
+class State(enum.Enum):
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class Side(enum.Enum):
+    SERVER = 0
+    CLIENT = 1
+
+
+class Connection:
+    """One WebSocket connection, either side, once the handshake is done."""
+
+    side: Side
+
+    def __init__(
+        self,
+        *,
+        max_size: int | None = DEFAULT_MAX_SIZE,
+        state: State = State.OPEN,
+    ) -> None:
+        self.state = state
+        self.max_size = max_size
+        self.deflate: Deflate | None = None
+        self.reader = Reader(
+            expect_mask=self.side is Side.SERVER, max_size=max_size
+        )
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        self.exc: BaseException | None = None
+        self._events: list[Event] = []
+        self._out: list[bytes] = []
+        self._failed = False
+        self._sending_fragments = False
+        self._compress_fragments = False
+
+    # Receiving.
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the network. Then call ``events_received()``,
+        ``data_to_send()`` and ``close_expected()``."""
+        if self._failed or self.close_rcvd is not None or self.state is State.CLOSED:
+            return
+        events = self._events
+        start = len(events)
+        try:
+            self.reader.feed(data, events)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            self._handle(start)
+            self.fail(exc.code, str(exc), exc)
+            return
+        self._handle(start)
+
+    def _handle(self, start: int) -> None:
+        """React to the control frames among the events from ``start`` on."""
+        events = self._events
+        for i in range(start, len(events)):
+            event = events[i]
+            cls = type(event)
+            if cls is Ping:
+                if self.state is State.OPEN:
+                    self._write(Opcode.PONG, event.data)  # type: ignore[union-attr]
+            elif cls is Close:
+                assert isinstance(event, Close)
+                self.close_rcvd = event
+                if self.state is State.OPEN:
+                    # Echo the code, as RFC 6455 section 5.5.1 asks.
+                    self._send_close(Close(event.code), rcvd_then_sent=True)
+                self.state = State.CLOSING
+                # Nothing may follow a close frame.
+                del events[i + 1 :]
+                return
+
+    def receive_eof(self) -> None:
+        """The peer closed its write side. Then collect events and data to send."""
+        self.state = State.CLOSED
+
+    def events_received(self) -> list[Event]:
+        """Events parsed since the last call: ``str``/``bytes`` messages,
+        ``Ping``, ``Pong``, ``Close``, and the ``Request`` or ``Response`` of
+        the handshake."""
+        events = self._events
+        if not events:
+            return events
+        self._events = []
+        return events
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write, in order."""
+        out = self._out
+        if not out:
+            return out
+        self._out = []
+        return out
+
+    def close_expected(self) -> bool:
+        """Tell whether the socket should now be closed by us.
+
+        True once the close handshake is done (or the connection failed): a
+        server closes the TCP connection first (RFC 6455 section 7.1.1); a
+        client gives the server a moment to do so before closing it itself.
+        """
+        return self.state is State.CLOSED or self._failed or self.close_rcvd is not None
+
+    @property
+    def failed(self) -> bool:
+        """True once we failed the connection because of the peer or a timeout."""
+        return self._failed
+
+    # Sending.
+
+    def send_text(self, data: bytes, fin: bool = True) -> None:
+        """Send a text message (UTF-8 ``data``), or its first fragment."""
+        self._send_data(Opcode.TEXT, data, fin)
+
+    def send_binary(self, data: bytes, fin: bool = True) -> None:
+        """Send a binary message, or its first fragment."""
+        self._send_data(Opcode.BINARY, data, fin)
+
+    def send_continuation(self, data: bytes, fin: bool) -> None:
+        """Send the next fragment of a message started with ``fin=False``."""
+        if not self._sending_fragments:
+            raise ProtocolError("no fragmented message in progress")
+        self._check_open()
+        if self._compress_fragments:
+            assert self.deflate is not None
+            data = self.deflate.compress(data, fin)
+        self._out.append(self._frame(Opcode.CONT, data, fin, False))
+        self._sending_fragments = not fin
+
+    def _send_data(self, opcode: Opcode, data: bytes, fin: bool) -> None:
+        self._check_open()
+        if self._sending_fragments:
+            raise ProtocolError("a fragmented message is in progress")
+        deflate = self.deflate
+        rsv1 = False
+        if deflate is not None and deflate.can_compress:
+            data = deflate.compress(data, fin)
+            rsv1 = True
+        self._out.append(self._frame(opcode, data, fin, rsv1))
+        self._sending_fragments = not fin
+        self._compress_fragments = rsv1 and not fin
+
+    def send_ping(self, data: bytes = b"") -> None:
+        self._check_open()
+        self._write(Opcode.PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        self._check_open()
+        self._write(Opcode.PONG, data)
+
+    def send_close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake. Use 1005 to send no code at all."""
+        if code != CloseCode.NO_STATUS and not check_close_code(code):
+            raise ValueError(f"invalid close code {code}")
+        if code == CloseCode.NO_STATUS and reason:
+            raise ValueError("a close reason needs a close code")
+        if len(reason.encode()) > 123:
+            raise ValueError("close reason longer than 123 bytes")
+        self._check_open()
+        self._send_close(Close(code, reason), rcvd_then_sent=False)
+        self.state = State.CLOSING
+
+    def fail(self, code: int, reason: str = "", exc: BaseException | None = None) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7): send a close frame with
+        ``code`` if we still can, stop reading, and expect the socket closed."""
+        if exc is not None and self.exc is None:
+            self.exc = exc
+        if self.state is State.OPEN:
+            reason = _truncate(reason)
+            self._send_close(Close(code, reason), rcvd_then_sent=False)
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSING
+        self._failed = True
+
+    # Outcome.
+
+    def close_exc(self) -> ConnectionClosed:
+        """The exception that tells the user how the connection closed."""
+        rcvd, sent = self.close_rcvd, self.close_sent
+        cls: type[ConnectionClosed]
+        if (
+            rcvd is not None
+            and sent is not None
+            and rcvd.code in _OK_CODES
+            and sent.code in _OK_CODES
+        ):
+            cls = ConnectionClosedOK
+        else:
+            cls = ConnectionClosedError
+        exc = cls(rcvd, sent, self.close_rcvd_then_sent)
+        exc.__cause__ = self.exc
+        return exc
+
+    # Internals.
+
+    def _check_open(self) -> None:
+        if self.state is not State.OPEN:
+            raise self.close_exc()
+
+    def _send_close(self, close: Close, *, rcvd_then_sent: bool) -> None:
+        self.close_sent = close
+        if self.close_rcvd_then_sent is None:
+            self.close_rcvd_then_sent = rcvd_then_sent
+        self._write(Opcode.CLOSE, build_close(close))
+
+    def _write(self, opcode: Opcode, payload: bytes) -> None:
+        self._out.append(self._frame(opcode, payload, True, False))
+
+    def _frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bytes:
+        mask = os.urandom(4) if self.side is Side.CLIENT else None
+        return build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask)
+
+    def set_deflate(self, deflate: Deflate | None) -> None:
+        """Install the permessage-deflate codec agreed in the handshake."""
+        self.deflate = deflate
+        self.reader.deflate = deflate
+
+
+def _truncate(reason: str) -> str:
+    data = reason.encode()
+    if len(data) <= 123:
+        return reason
+    return data[:120].decode(errors="ignore") + "..."

@@ -1,0 +1,53 @@
+"""The opening handshake (RFC 6455 section 4): keys and header rules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+
+from ..exceptions import InvalidHeader
+from .http import Headers
+
+__all__ = ["GUID", "generate_key", "accept_key", "check_key", "split_tokens", "single"]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def generate_key() -> str:
+    """A fresh Sec-WebSocket-Key: 16 random bytes, base64-encoded."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def accept_key(key: str) -> str:
+    """The Sec-WebSocket-Accept value that answers ``key``."""
+    digest = hashlib.sha1((key + GUID).encode()).digest()
+    return base64.b64encode(digest).decode()
+
+
+def check_key(key: str) -> None:
+    """Raise ``InvalidHeader`` unless ``key`` is 16 bytes in base64."""
+    try:
+        raw = base64.b64decode(key.encode(), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise InvalidHeader("Sec-WebSocket-Key", f"{key[:40]!r} isn't base64") from None
+    if len(raw) != 16:
+        raise InvalidHeader(
+            "Sec-WebSocket-Key", f"decodes to {len(raw)} bytes instead of 16"
+        )
+
+
+def split_tokens(values: list[str]) -> list[str]:
+    """Split comma-separated header values into trimmed, non-empty items."""
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+def single(headers: Headers, name: str, *, missing_status: int = 400) -> str:
+    """The one value of ``name``; raise ``InvalidHeader`` if absent or repeated."""
+    values = headers.get_all(name)
+    if not values:
+        raise InvalidHeader(name, "missing", missing_status)
+    if len(values) > 1:
+        raise InvalidHeader(name, "more than one")
+    return values[0]

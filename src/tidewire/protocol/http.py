@@ -1,0 +1,238 @@
+"""The HTTP/1.1 subset of the opening handshake: requests, responses, headers.
+
+Parsing is incremental and bounded: a parser is fed whatever bytes arrived and
+returns ``None`` until a whole head is there. Oversized input raises
+``InvalidMessage`` with the status to answer (414 for a request line, 431 for
+headers) before the limit is buffered, so a peer can't make us hold more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..exceptions import InvalidMessage
+
+__all__ = [
+    "Headers",
+    "Request",
+    "Response",
+    "parse_request",
+    "parse_response",
+    "MAX_LINE",
+    "MAX_HEAD",
+    "MAX_HEADERS",
+]
+
+MAX_LINE = 8192  # bytes in the request line or in one header line
+MAX_HEAD = 32768  # bytes in the whole head, request line included
+MAX_HEADERS = 128  # number of header fields
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
+
+
+class Headers:
+    """HTTP header fields: case-insensitive names, order and repeats kept."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = list(items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = name.lower()
+        return any(k.lower() == lname for k, _ in self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and other._items == self._items
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in order."""
+        lname = name.lower()
+        return [v for k, v in self._items if k.lower() == lname]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name``, or ``default``."""
+        lname = name.lower()
+        for k, v in self._items:
+            if k.lower() == lname:
+                return v
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        """Replace every value of ``name`` with ``value``."""
+        del self[name]
+        self._items.append((name, value))
+
+    def __delitem__(self, name: str) -> None:
+        lname = name.lower()
+        self._items = [(k, v) for k, v in self._items if k.lower() != lname]
+
+    def serialize(self) -> bytes:
+        return b"".join(f"{k}: {v}\r\n".encode() for k, v in self._items)
+
+
+@dataclass
+class Request:
+    """An HTTP GET request for the upgrade."""
+
+    path: str
+    headers: Headers = field(default_factory=Headers)
+
+    def serialize(self) -> bytes:
+        return b"GET %s HTTP/1.1\r\n%s\r\n" % (
+            self.path.encode(),
+            self.headers.serialize(),
+        )
+
+
+@dataclass
+class Response:
+    """An HTTP response: 101 for the upgrade, anything else to refuse it."""
+
+    status: int
+    reason: str = ""
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    def serialize(self) -> bytes:
+        return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (
+            self.status,
+            self.reason.encode(),
+            self.headers.serialize(),
+            self.body,
+        )
+
+
+def _split_head(buf: bytearray | bytes, first_line_status: int) -> tuple[
+    bytes, list[bytes], int
+] | None:
+    """Find a complete head in ``buf``; return (first line, header lines, size).
+
+    Enforce the size limits on what is buffered so far.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end == -1:
+        first = buf.find(b"\r\n")
+        if first == -1 and len(buf) > MAX_LINE:
+            raise InvalidMessage(
+                f"first line is longer than {MAX_LINE} bytes", first_line_status
+            )
+        if len(buf) > MAX_HEAD:
+            raise InvalidMessage(f"headers are longer than {MAX_HEAD} bytes", 431)
+        return None
+    if end + 4 > MAX_HEAD:
+        raise InvalidMessage(f"headers are longer than {MAX_HEAD} bytes", 431)
+    lines = bytes(buf[:end]).split(b"\r\n")
+    if len(lines[0]) > MAX_LINE:
+        raise InvalidMessage(
+            f"first line is longer than {MAX_LINE} bytes", first_line_status
+        )
+    return lines[0], lines[1:], end + 4
+
+
+def _parse_headers(lines: list[bytes]) -> Headers:
+    if len(lines) > MAX_HEADERS:
+        raise InvalidMessage(f"more than {MAX_HEADERS} header fields", 431)
+    headers = Headers()
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise InvalidMessage(f"a header line is longer than {MAX_LINE} bytes", 431)
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise InvalidMessage(f"header line without a colon: {_show(line)}")
+        if not _TOKEN.fullmatch(name):
+            raise InvalidMessage(f"invalid header name: {_show(name)}")
+        value = value.strip(b" \t")
+        if not _VALUE.fullmatch(value):
+            raise InvalidMessage(f"invalid value in header {name.decode()}")
+        headers.add(name.decode(), value.decode("latin-1"))
+    return headers
+
+
+def _show(data: bytes) -> str:
+    text = repr(data[:60])[2:-1]
+    return text + "..." if len(data) > 60 else text
+
+
+def parse_request(buf: bytearray | bytes) -> tuple[Request, int] | None:
+    """Parse a request head from the start of ``buf``.
+
+    Return the request and the number of bytes it used, or ``None`` if more
+    bytes are needed. Raise ``InvalidMessage`` if it is malformed or too big.
+    """
+    head = _split_head(buf, 414)
+    if head is None:
+        return None
+    first, lines, size = head
+    parts = first.split(b" ")
+    if len(parts) != 3:
+        raise InvalidMessage(f"malformed request line: {_show(first)}")
+    method, target, version = parts
+    if not version.startswith(b"HTTP/"):
+        raise InvalidMessage(f"malformed request line: {_show(first)}")
+    if version != b"HTTP/1.1":
+        raise InvalidMessage(
+            f"unsupported HTTP version {_show(version)}; WebSocket needs HTTP/1.1",
+            505,
+        )
+    if method != b"GET":
+        raise InvalidMessage(
+            f"method {_show(method)} not allowed; the upgrade is a GET", 405
+        )
+    if not target.startswith(b"/") or not _VALUE.fullmatch(target):
+        raise InvalidMessage(f"invalid request target: {_show(target)}")
+    headers = _parse_headers(lines)
+    return Request(target.decode("latin-1"), headers), size
+
+
+def parse_response(buf: bytearray | bytes) -> tuple[Response, int] | None:
+    """Parse a response head from the start of ``buf``, like ``parse_request``.
+
+    The body, if any, isn't read here: see ``body_length``.
+    """
+    head = _split_head(buf, 400)
+    if head is None:
+        return None
+    first, lines, size = head
+    match = _STATUS_LINE.fullmatch(first)
+    if match is None:
+        raise InvalidMessage(f"malformed status line: {_show(first)}")
+    status = int(match[1])
+    headers = _parse_headers(lines)
+    return Response(status, match[2].decode("latin-1"), headers), size
+
+
+def body_length(response: Response) -> int | None:
+    """How many body bytes follow a refusal, ``None`` for "until EOF"."""
+    if response.status in (101, 204, 304) or 100 <= response.status < 200:
+        return 0
+    value = response.headers.get("Content-Length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidMessage(f"invalid Content-Length: {value[:40]}")
+    return int(value)

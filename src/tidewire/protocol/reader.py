@@ -1,0 +1,254 @@
+"""Incoming frames to messages: parsing, unmasking, reassembly, UTF-8, inflate.
+
+A ``Reader`` is fed bytes and appends events to a list: ``str`` for a text
+message, ``bytes`` for a binary one, ``Ping``, ``Pong`` or ``Close`` for control
+frames. It raises a ``ProtocolError`` (with its close code) on the first
+violation, after appending the events that came before it.
+
+Payloads are processed as they arrive, not once a frame is complete, so invalid
+UTF-8 is caught on the first bad byte and a message over the limit is refused
+before it is buffered.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from dataclasses import dataclass
+
+from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
+from .deflate import Deflate
+from .frames import Close, parse_close
+from .mask import apply_mask
+
+__all__ = ["Reader", "Ping", "Pong", "Event"]
+
+
+@dataclass(frozen=True)
+class Ping:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Pong:
+    data: bytes
+
+
+Event = str | bytes | Ping | Pong | Close
+
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
+_new_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _rotate(mask: bytes, offset: int) -> bytes:
+    o = offset & 3
+    return mask[o:] + mask[:o] if o else mask
+
+
+class Reader:
+    """Parses the frames of one direction of a connection.
+
+    ``expect_mask`` is true on a server (clients must mask) and false on a client
+    (servers must not). ``max_size`` bounds a message after decompression;
+    ``None`` means no limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        expect_mask: bool,
+        max_size: int | None,
+        deflate: Deflate | None = None,
+    ) -> None:
+        self.expect_mask = expect_mask
+        self.max_size = max_size
+        self.deflate = deflate
+        self._buf = bytearray()
+        # Frame being read: None between frames.
+        self._remaining: int | None = None
+        self._opcode = 0
+        self._fin = False
+        self._mask: bytes | None = None
+        self._offset = 0  # payload bytes of this frame already consumed
+        # Message being read: _msg_opcode is 0 between messages.
+        self._msg_opcode = 0
+        self._compressed = False
+        self._chunks: list[bytes] = []
+        self._texts: list[str] = []
+        self._size = 0  # message bytes so far, after decompression
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def feed(self, data: bytes, events: list[Event]) -> None:
+        """Parse ``data``, appending events; raise ``ProtocolError``."""
+        buf = self._buf
+        buf += data
+        pos = 0
+        try:
+            while True:
+                if self._remaining is None:
+                    used = self._read_header(buf, pos)
+                    if used == 0:
+                        break
+                    pos += used
+                avail = len(buf) - pos
+                remaining = self._remaining
+                assert remaining is not None
+                if self._opcode >= 8:
+                    if avail < remaining:
+                        break
+                    payload = bytes(buf[pos : pos + remaining])
+                    pos += remaining
+                    self._remaining = None
+                    self._control(payload, events)
+                    continue
+                if avail == 0 and remaining > 0:
+                    break
+                n = remaining if avail >= remaining else avail
+                piece = bytes(buf[pos : pos + n])
+                pos += n
+                self._data(piece, n == remaining, events)
+                if self._remaining is not None:
+                    break
+        finally:
+            del buf[:pos]
+
+    def _read_header(self, buf: bytearray, pos: int) -> int:
+        """Parse a frame header at ``pos``; return its size, 0 if incomplete."""
+        avail = len(buf) - pos
+        if avail < 2:
+            return 0
+        b0 = buf[pos]
+        b1 = buf[pos + 1]
+        length = b1 & 0x7F
+        size = 2
+        if length == 126:
+            size = 4
+        elif length == 127:
+            size = 10
+        masked = b1 & 0x80
+        if masked:
+            size += 4
+        if avail < size:
+            return 0
+        if length == 126:
+            (length,) = _U16.unpack_from(buf, pos + 2)
+        elif length == 127:
+            (length,) = _U64.unpack_from(buf, pos + 2)
+            if length >> 63:
+                raise ProtocolError("frame length with the most significant bit set")
+        opcode = b0 & 0x0F
+        fin = bool(b0 & 0x80)
+        rsv1 = b0 & 0x40
+        if b0 & 0x30:
+            raise ProtocolError("reserved bits RSV2 or RSV3 set")
+        if bool(masked) != self.expect_mask:
+            raise ProtocolError(
+                "unmasked frame from client" if self.expect_mask
+                else "masked frame from server"
+            )
+        if opcode >= 8:
+            if opcode > 10:
+                raise ProtocolError(f"reserved opcode {opcode:#x}")
+            if not fin:
+                raise ProtocolError("fragmented control frame")
+            if length > 125:
+                raise ProtocolError("control frame payload over 125 bytes")
+            if rsv1:
+                raise ProtocolError("reserved bit RSV1 set on a control frame")
+        elif opcode == 0:
+            if not self._msg_opcode:
+                raise ProtocolError("continuation frame outside a fragmented message")
+            if rsv1:
+                raise ProtocolError("reserved bit RSV1 set on a continuation frame")
+        elif opcode <= 2:
+            if self._msg_opcode:
+                raise ProtocolError("new message inside a fragmented message")
+            if rsv1 and self.deflate is None:
+                raise ProtocolError("reserved bit RSV1 set without an extension")
+            self._msg_opcode = opcode
+            self._compressed = bool(rsv1)
+            if opcode == 1:
+                self._decoder = _new_decoder()
+        else:
+            raise ProtocolError(f"reserved opcode {opcode:#x}")
+        if (
+            opcode < 8
+            and not self._compressed
+            and self.max_size is not None
+            and self._size + length > self.max_size
+        ):
+            raise PayloadTooBig(
+                f"message of {self._size + length} bytes or more exceeds "
+                f"the limit of {self.max_size} bytes"
+            )
+        self._opcode = opcode
+        self._fin = fin
+        self._mask = bytes(buf[pos + size - 4 : pos + size]) if masked else None
+        self._remaining = length
+        self._offset = 0
+        return size
+
+    def _control(self, payload: bytes, events: list[Event]) -> None:
+        if self._mask is not None:
+            payload = apply_mask(payload, self._mask)
+        if self._opcode == 9:
+            events.append(Ping(payload))
+        elif self._opcode == 10:
+            events.append(Pong(payload))
+        else:
+            events.append(parse_close(payload))
+
+    def _data(self, piece: bytes, frame_end: bool, events: list[Event]) -> None:
+        """Take ``piece``, the next part of the current data frame's payload."""
+        n = len(piece)
+        if self._mask is not None and n:
+            piece = apply_mask(piece, _rotate(self._mask, self._offset))
+        self._offset += n
+        assert self._remaining is not None
+        self._remaining -= n
+        last = frame_end and self._fin
+        if self._compressed:
+            assert self.deflate is not None
+            piece = self.deflate.decompress(piece, self._limit())
+            self._size += len(piece)
+            if last:
+                tail = self.deflate.end_message(self._limit())
+                self._size += len(tail)
+                piece += tail
+        else:
+            self._size += n
+        if self._decoder is not None:
+            try:
+                text = self._decoder.decode(piece, last)
+            except UnicodeDecodeError as exc:
+                raise InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}") from exc
+            if text:
+                self._texts.append(text)
+        elif piece:
+            self._chunks.append(piece)
+        if frame_end:
+            self._remaining = None
+        if last:
+            self._finish(events)
+
+    def _limit(self) -> int | None:
+        """How many more bytes the message may hold, ``None`` for no limit."""
+        if self.max_size is None:
+            return None
+        return self.max_size - self._size
+
+    def _finish(self, events: list[Event]) -> None:
+        if self._decoder is not None:
+            texts = self._texts
+            events.append(texts[0] if len(texts) == 1 else "".join(texts))
+            self._texts = []
+            self._decoder = None
+        else:
+            chunks = self._chunks
+            events.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self._chunks = []
+        self._msg_opcode = 0
+        self._compressed = False
+        self._size = 0
+
