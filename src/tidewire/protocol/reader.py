@@ -223,6 +223,12 @@ class Reader:
                 text = self._decoder.decode(piece, last)
             except UnicodeDecodeError as exc:
                 raise InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}") from exc
+            if not last:
+                # CPython's decoder notices an encoded surrogate (ED A0..BF)
+                # only at its third byte; fail at the second, like all others.
+                pending = self._decoder.getstate()[0]
+                if len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+                    raise InvalidUTF8("invalid UTF-8 in text message: encoded surrogate")
             if text:
                 self._texts.append(text)
         elif piece:
