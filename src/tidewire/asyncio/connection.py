@@ -59,6 +59,7 @@ class Connection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._sock_closed = False
+        self._last_recv = self.loop.time()
 
     # asyncio.Protocol
 
@@ -68,6 +69,7 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
+        self._last_recv = self.loop.time()
         self.protocol.receive_data(data)
         self._process()
 
@@ -390,14 +392,21 @@ class Connection(asyncio.Protocol):
             self._keepalive = self.loop.create_task(self._keepalive_loop())
 
     async def _keepalive_loop(self) -> None:
-        assert self.ping_interval is not None
+        """Ping when nothing came in for ``ping_interval``: incoming bytes
+        already prove the peer alive, and a busy connection isn't disturbed."""
+        interval = self.ping_interval
+        assert interval is not None
         try:
             while True:
-                await asyncio.sleep(self.ping_interval)
+                idle = self.loop.time() - self._last_recv
+                if idle < interval:
+                    await asyncio.sleep(interval - idle)
+                    continue
                 if self.protocol.state is not proto.State.OPEN:
                     return
                 waiter = self.ping()
                 if self.ping_timeout is None:
+                    await asyncio.sleep(interval)
                     continue
                 try:
                     await asyncio.wait_for(waiter, self.ping_timeout)

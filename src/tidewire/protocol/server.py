@@ -108,11 +108,8 @@ class ServerProtocol(Connection):
         except InvalidHandshake as exc:
             self.handshake_exc = exc
             response = self.reject(exc.status, f"Failed to open a WebSocket connection: {exc}.\n")
-            if exc.status == 426:
-                if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
-                    response.headers["Sec-WebSocket-Version"] = "13"
-                else:
-                    response.headers["Upgrade"] = "websocket"
+            if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
+                response.headers["Sec-WebSocket-Version"] = "13"
             return response
         return Response(101, _REASONS[101], headers)
 
@@ -182,6 +179,10 @@ class ServerProtocol(Connection):
         headers.add("Content-Type", "text/plain; charset=utf-8")
         headers.add("Content-Length", str(len(body)))
         headers.add("Connection", "close")
+        if status == 426:  # RFC 9110 section 15.5.22
+            headers.add("Upgrade", "websocket")
+        elif status == 405:  # RFC 9110 section 15.5.6
+            headers.add("Allow", "GET")
         if self.server_header:
             headers.add("Server", self.server_header)
         return Response(status, _REASONS.get(status, "Error"), headers, body)
