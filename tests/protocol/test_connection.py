@@ -166,3 +166,17 @@ def test_client_frames_are_masked_and_server_frames_are_not(pair: Pair) -> None:
     pair.server.send_binary(b"abc")
     assert wire(pair.client)[1] & 0x80
     assert not wire(pair.server)[1] & 0x80
+
+
+def test_deferred_failure_lets_earlier_messages_be_answered(pair: Pair) -> None:
+    pair.server.defer_failures = True
+    good = build_frame(Opcode.TEXT, b"first", mask=MASK)
+    bad = bytes([0xA1, 0x80]) + MASK  # RSV2 set
+    pair.server.receive_data(good + bad + build_frame(Opcode.PING, b"", mask=MASK))
+    assert pair.server.events_received() == ["first"]
+    assert pair.server.pending_failure is not None
+    assert not pair.server.close_expected()
+    pair.server.send_text(b"first")  # the application answers
+    pair.server.fail_pending()
+    assert pair.server.close_expected()
+    assert pair.s2c() == ["first", Close(1002, "reserved bits RSV2 or RSV3 set")]

@@ -30,6 +30,7 @@ class ClientConnection(Connection):
     def __init__(self, protocol: proto.ClientProtocol, **kwargs: Any) -> None:
         super().__init__(logger=logger, **kwargs)
         self.protocol = protocol
+        protocol.defer_failures = True  # answer earlier messages before failing
         self.handshake_done: asyncio.Future[None] = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

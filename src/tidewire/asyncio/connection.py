@@ -50,13 +50,16 @@ class Connection(asyncio.Protocol):
         self.logger = logger or logging.getLogger("tidewire")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.messages = MessageQueue(max_queue, None, self._pause_reading, self._resume_reading)
+        self.messages = MessageQueue(
+            max_queue, None, self._pause_reading, self._resume_reading, self._on_drained
+        )
         self.closed = self.loop.create_future()  # result None once the socket closed
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._drain: asyncio.Future[None] | None = None
         self._write_paused = False
         self._keepalive: asyncio.Task[None] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._fail_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._sock_closed = False
         self._last_recv = self.loop.time()
@@ -85,8 +88,9 @@ class Connection(asyncio.Protocol):
         if exc is not None and self.protocol.exc is None:
             self.protocol.exc = exc
         self.messages.close()
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+        for timer in (self._close_timer, self._fail_timer):
+            if timer is not None:
+                timer.cancel()
         if self._keepalive is not None:
             self._keepalive.cancel()
         closed = self.protocol.close_exc()
@@ -123,12 +127,27 @@ class Connection(asyncio.Protocol):
                     self._on_pong(event.data)  # type: ignore[union-attr]
                 elif cls is proto.Request or cls is proto.Response:
                     self._on_handshake(event)  # type: ignore[arg-type]
+        if p.pending_failure is not None:
+            if not self.messages:
+                p.fail_pending()
+            elif self._fail_timer is None:
+                # Let the application read (and answer) what came before the
+                # violation, but not forever.
+                self._fail_timer = self.loop.call_later(
+                    self.close_timeout or 10, self._on_drained
+                )
         self._flush()
         if p.state is not proto.State.OPEN and p.state is not proto.State.CONNECTING:
             if p.close_rcvd is not None or p.failed or p.state is proto.State.CLOSED:
                 self.messages.close()
         if p.close_expected():
             self._close_socket()
+
+    def _on_drained(self) -> None:
+        """The application read every message: fail now if a violation waits."""
+        if self.protocol.pending_failure is not None:
+            self.protocol.fail_pending()
+            self._process()
 
     def _on_handshake(self, event: proto.Request | proto.Response) -> None:
         raise NotImplementedError

@@ -24,6 +24,7 @@ class MessageQueue:
         low: int | None,
         pause: Callable[[], None],
         resume: Callable[[], None],
+        drained: Callable[[], None] | None = None,
     ) -> None:
         if high is not None and low is None:
             low = high // 4
@@ -31,6 +32,7 @@ class MessageQueue:
         self.low = low
         self._pause = pause
         self._resume = resume
+        self._drained = drained
         self._queue: deque[str | bytes] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -67,6 +69,8 @@ class MessageQueue:
                 raise ConcurrencyError(
                     "another coroutine is already waiting for the next message"
                 )
+            if self._drained is not None and not self.closed:
+                self._drained()  # may close the queue
             while not queue:
                 if self.closed:
                     raise EOFError

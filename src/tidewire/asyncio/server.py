@@ -48,6 +48,7 @@ class ServerConnection(Connection):
         super().__init__(logger=logger, **kwargs)
         self.server = server
         self.protocol = protocol
+        protocol.defer_failures = True  # answer earlier messages before failing
         self.open_timeout = open_timeout
         self.handler_task: asyncio.Task[None] | None = None
         self._open_timer: asyncio.TimerHandle | None = None

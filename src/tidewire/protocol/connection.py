@@ -10,6 +10,11 @@ Calling contract, for the I/O layer:
    after the server closed it, or a timeout (RFC 6455 section 7.1.1), unless
    the connection failed.
 
+An I/O layer that can hand messages to the application before failing sets
+``defer_failures``: a violation then sets ``pending_failure`` and stops reading,
+and the layer calls ``fail_pending()`` once the application has read the
+messages that came before it, so that it may still answer them.
+
 The ``send_*`` methods only queue bytes for ``data_to_send()``. The parser never
 raises into the caller: a violation by the peer is turned into a close frame
 with the right code, and the exception is kept in ``exc``.
@@ -78,6 +83,8 @@ class Connection:
         self._events: list[Event] = []
         self._out: list[bytes] = []
         self._failed = False
+        self.defer_failures = False
+        self.pending_failure: ProtocolError | None = None
         self._sending_fragments = False
         self._compress_fragments = False
 
@@ -86,7 +93,12 @@ class Connection:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the network. Then call ``events_received()``,
         ``data_to_send()`` and ``close_expected()``."""
-        if self._failed or self.close_rcvd is not None or self.state is State.CLOSED:
+        if (
+            self._failed
+            or self.close_rcvd is not None
+            or self.pending_failure is not None
+            or self.state is State.CLOSED
+        ):
             return
         events = self._events
         start = len(events)
@@ -94,7 +106,10 @@ class Connection:
             self.reader.feed(data, events)  # type: ignore[arg-type]
         except ProtocolError as exc:
             self._handle(start)
-            self.fail(exc.code, str(exc), exc)
+            if self.defer_failures and self.state is State.OPEN:
+                self.pending_failure = exc
+            else:
+                self.fail(exc.code, str(exc), exc)
             return
         self._handle(start)
 
@@ -219,6 +234,13 @@ class Connection:
         if self.state is not State.CLOSED:
             self.state = State.CLOSING
         self._failed = True
+
+    def fail_pending(self) -> None:
+        """Fail the connection for the violation held in ``pending_failure``."""
+        exc = self.pending_failure
+        if exc is not None:
+            self.pending_failure = None
+            self.fail(exc.code, str(exc), exc)
 
     # Outcome.
 

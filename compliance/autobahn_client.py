@@ -1,0 +1,44 @@
+"""The Autobahn client loop: run every case of a fuzzing server with tidewire's client.
+
+    python compliance/autobahn_client.py ws://127.0.0.1:9001
+
+Each case is an echo: whatever the server sends comes back, until it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.parse
+
+from tidewire import ConnectionClosed, InvalidHandshake, connect
+
+AGENT = "tidewire"
+MAX_SIZE = 16 * 1024 * 1024
+
+
+async def case_count(server: str) -> int:
+    async with connect(f"{server}/getCaseCount") as ws:
+        return int(await ws.recv())
+
+
+async def run_case(server: str, case: int) -> None:
+    uri = f"{server}/runCase?case={case}&agent={urllib.parse.quote(AGENT)}"
+    try:
+        async with connect(uri, max_size=MAX_SIZE) as ws:
+            async for message in ws:
+                await ws.send(message)
+    except (ConnectionClosed, InvalidHandshake, OSError):
+        pass  # many cases end in a protocol error on purpose
+
+
+async def main(server: str) -> None:
+    count = await case_count(server)
+    for case in range(1, count + 1):
+        await run_case(server, case)
+    async with connect(f"{server}/updateReports?agent={AGENT}"):
+        pass
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "ws://127.0.0.1:9001"))

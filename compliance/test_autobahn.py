@@ -1,0 +1,145 @@
+"""The Autobahn conformance suite, run by kosoku, against tidewire both ways.
+
+- as a server: kosoku's fuzzing client drives ``tidewire echo``;
+- as a client: kosoku's fuzzing server is driven by ``autobahn_client.py``.
+
+Every case must end OK, NON-STRICT or INFORMATIONAL. Reports land in
+``compliance/reports/`` (kept out of git); a failure names each bad case and
+the reason kosoku gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+REPORTS = HERE / "reports"
+EXPECTED_CASES = 517
+ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
+PARALLELISM = os.environ.get("TIDEWIRE_AUTOBAHN_PARALLELISM", "2")
+
+pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
+
+
+def kosoku() -> str:
+    path = shutil.which("kosoku", path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.fail("kosoku is not installed: run `make test`, which installs it from PyPI")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listened on port {port} after {seconds}s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def failures(outdir: Path) -> list[str]:
+    """Every case that isn't accepted, with kosoku's reason."""
+    index = json.loads((outdir / "index.json").read_text())
+    assert len(index) == 1, f"expected one agent in the report, got {list(index)}"
+    (cases,) = index.values()
+    assert len(cases) == EXPECTED_CASES, f"{len(cases)} cases ran, not {EXPECTED_CASES}"
+    bad = []
+    for case_id, result in sorted(cases.items(), key=lambda kv: _key(kv[0])):
+        if result["behavior"] in ACCEPTED and result["behaviorClose"] in ACCEPTED:
+            continue
+        detail = json.loads((outdir / result["reportfile"]).read_text())
+        bad.append(
+            f"{case_id}: {result['behavior']}/{result['behaviorClose']}: "
+            f"{detail.get('result')} / {detail.get('resultClose')}"
+        )
+    return bad
+
+
+def _key(case_id: str) -> list[int]:
+    return [int(part) for part in case_id.split(".")]
+
+
+@pytest.fixture
+def outdir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    path = REPORTS / request.node.name.removeprefix("test_autobahn_")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    yield path
+
+
+def test_autobahn_server(outdir: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tidewire", "echo", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, server)
+        subprocess.run(
+            [kosoku(), "-m", "fuzzingclient", "-p", PARALLELISM, "-o", str(outdir),
+             f"127.0.0.1:{port}"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            timeout=1700,
+        )
+    finally:
+        stop(server)
+    assert server.stderr is not None
+    log = server.stderr.read().decode(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    bad = failures(outdir)
+    assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
+
+
+def test_autobahn_client(outdir: Path) -> None:
+    port = free_port()
+    fuzzer = subprocess.Popen(
+        [kosoku(), "-m", "fuzzingserver", "-o", str(outdir), f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, fuzzer)
+        client = subprocess.run(
+            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}"],
+            capture_output=True,
+            timeout=1700,
+        )
+    finally:
+        stop(fuzzer)
+    log = client.stderr.decode(errors="replace")
+    assert client.returncode == 0, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    bad = failures(outdir)
+    assert not bad, f"{len(bad)} Autobahn cases failed as client:\n" + "\n".join(bad)
