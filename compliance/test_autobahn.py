@@ -132,7 +132,8 @@ def test_autobahn_client(outdir: Path) -> None:
     try:
         wait_for_port(port, fuzzer)
         client = subprocess.run(
-            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}"],
+            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}",
+             PARALLELISM],
             capture_output=True,
             timeout=1700,
         )

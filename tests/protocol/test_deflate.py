@@ -155,8 +155,19 @@ def test_server_settings_ask_the_client() -> None:
     assert deflate is not None and deflate.remote_no_context_takeover
 
 
-def test_client_offer_lets_server_limit_our_window() -> None:
-    assert client_offer(DeflateOptions()) == "permessage-deflate; client_max_window_bits"
+def test_client_offer_lets_server_limit_our_window_and_context() -> None:
+    assert client_offer(DeflateOptions()) == (
+        "permessage-deflate; client_max_window_bits, "
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+    )
+    assert client_offer(DeflateOptions(client_no_context_takeover=True)) == (
+        "permessage-deflate; client_no_context_takeover; client_max_window_bits"
+    )
+
+
+def test_server_takes_the_clients_first_offer() -> None:
+    accepted = server_accept(DeflateOptions(), offers(client_offer(DeflateOptions())))
+    assert accepted is not None and accepted[0] == "permessage-deflate"
 
 
 def test_client_accepts_server_limits() -> None:

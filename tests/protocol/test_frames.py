@@ -212,3 +212,12 @@ def test_message_at_limit_is_accepted() -> None:
     assert feed(client_reader(max_size=1000), build_frame(Opcode.BINARY, bytes(1000))) == [
         bytes(1000)
     ]
+
+
+def test_frame_over_max_frame_size_fails_with_1009() -> None:
+    reader = Reader(expect_mask=False, max_size=None, max_frame_size=100)
+    with pytest.raises(ProtocolError, match="frame of 101 bytes") as info:
+        feed(reader, build_frame(Opcode.BINARY, bytes(101))[:2])
+    assert info.value.code == 1009
+    assert feed(Reader(expect_mask=False, max_size=None, max_frame_size=100),
+                build_frame(Opcode.BINARY, bytes(100))) == [bytes(100)]

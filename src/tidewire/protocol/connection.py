@@ -68,13 +68,16 @@ class Connection:
         self,
         *,
         max_size: int | None = DEFAULT_MAX_SIZE,
+        max_frame_size: int | None = None,
         state: State = State.OPEN,
     ) -> None:
         self.state = state
         self.max_size = max_size
         self.deflate: Deflate | None = None
         self.reader = Reader(
-            expect_mask=self.side is Side.SERVER, max_size=max_size
+            expect_mask=self.side is Side.SERVER,
+            max_size=max_size,
+            max_frame_size=max_frame_size,
         )
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None

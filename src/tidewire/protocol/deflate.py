@@ -197,11 +197,24 @@ def _check_params(params: Params) -> dict[str, str | None]:
 
 
 def client_offer(options: DeflateOptions) -> str:
-    """The Sec-WebSocket-Extensions value a client sends."""
+    """The Sec-WebSocket-Extensions value a client sends.
+
+    Unless told to give up context takeover, the client makes two offers: the
+    one it prefers, then the same with ``client_no_context_takeover`` for a
+    server that accepts only clients willing to drop it (RFC 7692 section 5
+    lets a server pick any offer).
+    """
+    first = _offer(options, options.client_no_context_takeover)
+    if options.client_no_context_takeover:
+        return first
+    return f"{first}, {_offer(options, True)}"
+
+
+def _offer(options: DeflateOptions, client_no_context_takeover: bool) -> str:
     parts = [NAME]
     if options.server_no_context_takeover:
         parts.append("server_no_context_takeover")
-    if options.client_no_context_takeover:
+    if client_no_context_takeover:
         parts.append("client_no_context_takeover")
     if options.server_max_window_bits is not None:
         parts.append(f"server_max_window_bits={options.server_max_window_bits}")

@@ -50,8 +50,10 @@ class Reader:
     """Parses the frames of one direction of a connection.
 
     ``expect_mask`` is true on a server (clients must mask) and false on a client
-    (servers must not). ``max_size`` bounds a message after decompression;
-    ``None`` means no limit.
+    (servers must not). ``max_size`` bounds a message after decompression and
+    ``max_frame_size`` one frame on the wire; ``None`` means no limit. By
+    default a frame may be as long as a message, plus room for what deflate
+    adds to data that doesn't compress.
     """
 
     def __init__(
@@ -59,10 +61,14 @@ class Reader:
         *,
         expect_mask: bool,
         max_size: int | None,
+        max_frame_size: int | None = None,
         deflate: Deflate | None = None,
     ) -> None:
         self.expect_mask = expect_mask
         self.max_size = max_size
+        if max_frame_size is None and max_size is not None:
+            max_frame_size = max_size + max_size // 64 + 1024
+        self.max_frame_size = max_frame_size
         self.deflate = deflate
         self._buf = bytearray()
         # Frame being read: None between frames.
@@ -172,6 +178,10 @@ class Reader:
                 self._decoder = _new_decoder()
         else:
             raise ProtocolError(f"reserved opcode {opcode:#x}")
+        if self.max_frame_size is not None and length > self.max_frame_size:
+            raise PayloadTooBig(
+                f"frame of {length} bytes exceeds the limit of {self.max_frame_size} bytes"
+            )
         if (
             opcode < 8
             and not self._compressed
