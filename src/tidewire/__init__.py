@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         Data,
         Server,
         ServerConnection,
+        broadcast,
         connect,
         serve,
     )
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 # The asyncio names load on first use, so that importing the sans-I/O core
 # (tidewire.protocol) doesn't import asyncio.
 _LAZY = {
+    "broadcast",
     "ClientConnection",
     "Connection",
     "Data",
@@ -74,6 +76,7 @@ __all__ = [
     "__version__",
     "connect",
     "serve",
+    "broadcast",
     "Connection",
     "ClientConnection",
     "ServerConnection",

@@ -166,9 +166,11 @@ class Connection(asyncio.Protocol):
             return
         p = self.protocol
         if p.side is proto.Side.SERVER or p.failed or p.state is proto.State.CLOSED:
+            # close() flushes the write buffer first; a peer that doesn't read
+            # would keep the socket forever, so abort after close_timeout.
             transport.close()
-        elif self._close_timer is None:
-            # A client lets the server close first (RFC 6455 section 7.1.1).
+        # A client lets the server close first (RFC 6455 section 7.1.1).
+        if self._close_timer is None:
             timeout = self.close_timeout if self.close_timeout is not None else 10
             self._close_timer = self.loop.call_later(timeout, transport.abort)
 
@@ -190,6 +192,11 @@ class Connection(asyncio.Protocol):
                 drain.set_result(None)
 
     # Public API.
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the socket's write buffer is above ``write_limit``."""
+        return self._write_paused
 
     @property
     def state(self) -> proto.State:

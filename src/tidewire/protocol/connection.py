@@ -206,6 +206,39 @@ class Connection:
         self._sending_fragments = not fin
         self._compress_fragments = rsv1 and not fin
 
+    def send_shared(self, opcode: Opcode, data: bytes, cache: dict[object, bytes]) -> None:
+        """Send one message that goes to many connections (a broadcast).
+
+        Frames that don't depend on the connection are built once and kept in
+        ``cache``: plain frames, and compressed ones when compression starts
+        afresh for each message (no context takeover). A client masks each
+        frame anew and a connection with context takeover compresses on its
+        own, as the RFCs require.
+        """
+        self._check_open()
+        if self._sending_fragments:
+            raise ProtocolError("a fragmented message is in progress")
+        deflate = self.deflate
+        key: object = None
+        if self.side is Side.CLIENT or (
+            deflate is not None
+            and deflate.can_compress
+            and not deflate.local_no_context_takeover
+        ):
+            self._send_data(opcode, data, True)
+            return
+        if deflate is not None and deflate.can_compress:
+            key = (deflate.local_max_window_bits, deflate.level, deflate.mem_level)
+        frame = cache.get(key)
+        if frame is None:
+            if key is None:
+                frame = build_frame(opcode, data)
+            else:
+                assert deflate is not None
+                frame = build_frame(opcode, deflate.compress(data), rsv1=True)
+            cache[key] = frame
+        self._out.append(frame)
+
     def send_ping(self, data: bytes = b"") -> None:
         self._check_open()
         self._write(Opcode.PING, data)

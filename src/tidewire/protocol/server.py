@@ -92,7 +92,8 @@ class ServerProtocol(Connection):
         self._events.append(self.request)
 
     def receive_eof(self) -> None:
-        if self.state is State.CONNECTING and self.handshake_exc is None:
+        if self.state is State.CONNECTING and self.handshake_exc is None and self._head:
+            # A connection that sent nothing (a port check) isn't an error.
             self.handshake_exc = InvalidMessage("connection closed during the handshake")
         super().receive_eof()
 
