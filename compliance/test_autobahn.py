@@ -137,6 +137,8 @@ def test_autobahn_client(outdir: Path) -> None:
             capture_output=True,
             timeout=1700,
         )
+        # After /updateReports the fuzzing server writes its reports and exits.
+        fuzzer.wait(timeout=300)
     finally:
         stop(fuzzer)
     log = client.stderr.decode(errors="replace")

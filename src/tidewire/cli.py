@@ -10,7 +10,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from . import asyncio as tw
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -18,6 +19,16 @@ from .exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, Inval
 __all__ = ["main"]
 
 ECHO_MAX_SIZE = 16 * 1024 * 1024
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed (``pip install tidewire[speed]``)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def _echo_handler(ws: tw.ServerConnection) -> None:
@@ -95,13 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "echo":
             try:
-                asyncio.run(run_echo(args.host, args.port))
+                run(run_echo(args.host, args.port))
             except OSError as exc:
                 print(f"error: can't listen on {args.host}:{args.port}: {exc.strerror}",
                       file=sys.stderr)
                 return 1
             return 0
-        return asyncio.run(run_connect(args.uri))
+        return run(run_connect(args.uri))
     except KeyboardInterrupt:
         return 130
 

@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from .. import protocol as proto
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
@@ -67,8 +67,8 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports don't subclass asyncio.Transport but behave alike.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:

@@ -1,0 +1,32 @@
+"""The public surface is pinned: a change to it is a deliberate change here."""
+
+from __future__ import annotations
+
+import tidewire
+import tidewire.asyncio
+import tidewire.exceptions
+import tidewire.protocol
+
+PUBLIC = {
+    "__version__", "connect", "serve", "broadcast", "Connection", "ClientConnection",
+    "ServerConnection", "Server", "Data", "Close", "CloseCode", "DeflateOptions", "Headers",
+    "Request", "Response", "State", "TidewireError", "ConnectionClosed", "ConnectionClosedOK",
+    "ConnectionClosedError", "InvalidURI", "InvalidHandshake", "InvalidMessage",
+    "InvalidHeader", "InvalidStatus", "NegotiationError", "ProtocolError", "InvalidUTF8",
+    "PayloadTooBig", "ConcurrencyError",
+}
+
+
+def test_top_level_exports_are_pinned() -> None:
+    assert set(tidewire.__all__) == PUBLIC
+
+
+def test_every_exported_name_resolves() -> None:
+    for module in (tidewire, tidewire.asyncio, tidewire.exceptions, tidewire.protocol):
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+
+
+def test_exceptions_share_one_root() -> None:
+    for name in tidewire.exceptions.__all__:
+        assert issubclass(getattr(tidewire.exceptions, name), tidewire.TidewireError)
