@@ -1,10 +1,21 @@
 """Build the compiled speedups; everything else is in pyproject.toml.
 
-The extension is not optional: a build that can't compile it fails loudly
-instead of shipping the slower pure-Python twins without a word.
+- ``tidewire._speedups``: hand-written C (masking);
+- ``tidewire.protocol._reader_c``: ``protocol/reader.py`` itself, compiled by
+  Cython with the C types of ``_reader_c.pxd``, so there is one source.
+
+Neither is optional: a build that can't compile them fails loudly instead of
+shipping the slower pure-Python twins without a word.
 """
 
+import shutil
+from pathlib import Path
+
+from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+PROTOCOL = Path("src/tidewire/protocol")
+shutil.copyfile(PROTOCOL / "reader.py", PROTOCOL / "_reader_c.py")
 
 setup(
     ext_modules=[
@@ -13,6 +24,15 @@ setup(
             sources=["src/tidewire/_speedups.c"],
             extra_compile_args=["-O3"],
             optional=False,
-        )
+        ),
+        *cythonize(
+            [Extension("tidewire.protocol._reader_c", [str(PROTOCOL / "_reader_c.py")])],
+            compiler_directives={
+                "language_level": 3,
+                "annotation_typing": False,
+                "wraparound": False,
+            },
+            quiet=True,
+        ),
     ]
 )

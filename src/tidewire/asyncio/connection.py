@@ -16,8 +16,7 @@ from typing import Any, cast
 
 from .. import protocol as proto
 from ..exceptions import ConnectionClosed, ConnectionClosedOK
-from ..protocol.frames import CloseCode
-from ..protocol.reader import Pong
+from ..protocol.frames import CloseCode, Pong
 from .messages import MessageQueue
 
 __all__ = ["Connection", "Data"]

@@ -9,9 +9,8 @@ from __future__ import annotations
 from .client import ClientProtocol
 from .connection import DEFAULT_MAX_SIZE, Connection, Event, Side, State
 from .deflate import DeflateOptions
-from .frames import Close, CloseCode, Opcode
+from .frames import Close, CloseCode, Opcode, Ping, Pong
 from .http import Headers, Request, Response
-from .reader import Ping, Pong
 from .server import ServerProtocol
 from .uri import WebSocketURI, parse_uri
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import os
+from typing import TYPE_CHECKING
 
 from ..exceptions import (
     ConnectionClosed,
@@ -35,9 +36,23 @@ from ..exceptions import (
     ProtocolError,
 )
 from .deflate import Deflate
-from .frames import Close, CloseCode, Opcode, build_close, build_frame, check_close_code
+from .frames import (
+    Close,
+    CloseCode,
+    Opcode,
+    Ping,
+    Pong,
+    build_close,
+    build_frame,
+    check_close_code,
+)
 from .http import Request, Response
-from .reader import Ping, Pong, Reader
+from .mask import SPEEDUPS
+
+if TYPE_CHECKING or not SPEEDUPS:
+    from .reader import Reader
+else:
+    from ._reader_c import Reader
 
 Event = str | bytes | Ping | Pong | Close | Request | Response
 

@@ -16,6 +16,8 @@ from .mask import apply_mask
 __all__ = [
     "Opcode",
     "Close",
+    "Ping",
+    "Pong",
     "CloseCode",
     "build_frame",
     "parse_close",
@@ -99,6 +101,20 @@ class Close:
             name = "registered" if 3000 <= self.code < 4000 else "private use"
         text = f"{self.code} ({name})"
         return f"{text} {self.reason}" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A ping frame and its payload."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Pong:
+    """A pong frame and its payload."""
+
+    data: bytes
 
 
 def parse_close(payload: bytes) -> Close:

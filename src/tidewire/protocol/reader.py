@@ -8,37 +8,29 @@ violation, after appending the events that came before it.
 Payloads are processed as they arrive, not once a frame is complete, so invalid
 UTF-8 is caught on the first bad byte and a message over the limit is refused
 before it is buffered.
+
+This module is the pure-Python twin: the build compiles the same source with
+Cython as ``_reader_c`` (C types in ``_reader_c.pxd``), which ``connection``
+uses unless ``TIDEWIRE_NO_SPEEDUPS=1``.
 """
 
 from __future__ import annotations
 
 import codecs
-import struct
-from dataclasses import dataclass
 
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from .deflate import Deflate
-from .frames import Close, parse_close
+from .frames import Close, Ping, Pong, parse_close
 from .mask import apply_mask
 
-__all__ = ["Reader", "Ping", "Pong", "Event"]
-
-
-@dataclass(frozen=True)
-class Ping:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Pong:
-    data: bytes
-
+__all__ = ["Reader", "Event"]
 
 Event = str | bytes | Ping | Pong | Close
 
-_U16 = struct.Struct("!H")
-_U64 = struct.Struct("!Q")
 _new_decoder = codecs.getincrementaldecoder("utf-8")
+
+# Reader._remaining between two frames.
+_NO_FRAME = -1
 
 
 def _rotate(mask: bytes, offset: int) -> bytes:
@@ -71,8 +63,8 @@ class Reader:
         self.max_frame_size = max_frame_size
         self.deflate = deflate
         self._buf = bytearray()
-        # Frame being read: None between frames.
-        self._remaining: int | None = None
+        # Frame being read; _remaining is _NO_FRAME between frames.
+        self._remaining = _NO_FRAME
         self._opcode = 0
         self._fin = False
         self._mask: bytes | None = None
@@ -92,20 +84,19 @@ class Reader:
         pos = 0
         try:
             while True:
-                if self._remaining is None:
+                if self._remaining == _NO_FRAME:
                     used = self._read_header(buf, pos)
                     if used == 0:
                         break
                     pos += used
                 avail = len(buf) - pos
                 remaining = self._remaining
-                assert remaining is not None
                 if self._opcode >= 8:
                     if avail < remaining:
                         break
                     payload = bytes(buf[pos : pos + remaining])
                     pos += remaining
-                    self._remaining = None
+                    self._remaining = _NO_FRAME
                     self._control(payload, events)
                     continue
                 if avail == 0 and remaining > 0:
@@ -114,7 +105,7 @@ class Reader:
                 piece = bytes(buf[pos : pos + n])
                 pos += n
                 self._data(piece, n == remaining, events)
-                if self._remaining is not None:
+                if self._remaining != _NO_FRAME:
                     break
         finally:
             del buf[:pos]
@@ -138,17 +129,17 @@ class Reader:
         if avail < size:
             return 0
         if length == 126:
-            (length,) = _U16.unpack_from(buf, pos + 2)
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
         elif length == 127:
-            (length,) = _U64.unpack_from(buf, pos + 2)
-            if length >> 63:
+            if buf[pos + 2] & 0x80:
                 raise ProtocolError("frame length with the most significant bit set")
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
         opcode = b0 & 0x0F
-        fin = bool(b0 & 0x80)
-        rsv1 = b0 & 0x40
+        fin = (b0 & 0x80) != 0
+        rsv1 = (b0 & 0x40) != 0
         if b0 & 0x30:
             raise ProtocolError("reserved bits RSV2 or RSV3 set")
-        if bool(masked) != self.expect_mask:
+        if (masked != 0) != self.expect_mask:
             raise ProtocolError(
                 "unmasked frame from client" if self.expect_mask
                 else "masked frame from server"
@@ -173,7 +164,7 @@ class Reader:
             if rsv1 and self.deflate is None:
                 raise ProtocolError("reserved bit RSV1 set without an extension")
             self._msg_opcode = opcode
-            self._compressed = bool(rsv1)
+            self._compressed = rsv1
             if opcode == 1:
                 self._decoder = _new_decoder()
         else:
@@ -215,28 +206,29 @@ class Reader:
         if self._mask is not None and n:
             piece = apply_mask(piece, _rotate(self._mask, self._offset))
         self._offset += n
-        assert self._remaining is not None
         self._remaining -= n
         last = frame_end and self._fin
         if self._compressed:
-            assert self.deflate is not None
-            piece = self.deflate.decompress(piece, self._limit())
+            deflate = self.deflate
+            assert deflate is not None
+            piece = deflate.decompress(piece, self._limit())
             self._size += len(piece)
             if last:
-                tail = self.deflate.end_message(self._limit())
+                tail = deflate.end_message(self._limit())
                 self._size += len(tail)
                 piece += tail
         else:
             self._size += n
-        if self._decoder is not None:
+        decoder = self._decoder
+        if decoder is not None:
             try:
-                text = self._decoder.decode(piece, last)
+                text = decoder.decode(piece, last)
             except UnicodeDecodeError as exc:
                 raise InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}") from exc
             if not last:
                 # CPython's decoder notices an encoded surrogate (ED A0..BF)
                 # only at its third byte; fail at the second, like all others.
-                pending = self._decoder.getstate()[0]
+                pending = decoder.getstate()[0]
                 if len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0:
                     raise InvalidUTF8("invalid UTF-8 in text message: encoded surrogate")
             if text:
@@ -244,7 +236,7 @@ class Reader:
         elif piece:
             self._chunks.append(piece)
         if frame_end:
-            self._remaining = None
+            self._remaining = _NO_FRAME
         if last:
             self._finish(events)
 
@@ -252,7 +244,7 @@ class Reader:
         """How many more bytes the message may hold, ``None`` for no limit."""
         if self.max_size is None:
             return None
-        return self.max_size - self._size
+        return int(self.max_size) - self._size
 
     def _finish(self, events: list[Event]) -> None:
         if self._decoder is not None:
@@ -267,4 +259,3 @@ class Reader:
         self._msg_opcode = 0
         self._compressed = False
         self._size = 0
-

@@ -1,0 +1,31 @@
+# C types for the compiled twin of reader.py (see setup.py): same source,
+# compiled by Cython in pure-Python mode under the name _reader_c.
+
+cdef Py_ssize_t _NO_FRAME
+
+cdef bytes _rotate(bytes mask, Py_ssize_t offset)
+
+cdef class Reader:
+    cdef public bint expect_mask
+    cdef public object max_size
+    cdef public object max_frame_size
+    cdef public object deflate
+    cdef bytearray _buf
+    cdef Py_ssize_t _remaining
+    cdef int _opcode
+    cdef bint _fin
+    cdef object _mask
+    cdef Py_ssize_t _offset
+    cdef int _msg_opcode
+    cdef bint _compressed
+    cdef list _chunks
+    cdef list _texts
+    cdef Py_ssize_t _size
+    cdef object _decoder
+
+    cpdef feed(self, data, list events)
+    cdef Py_ssize_t _read_header(self, bytearray buf, Py_ssize_t pos) except -1
+    cdef _control(self, bytes payload, list events)
+    cdef _data(self, bytes piece, bint frame_end, list events)
+    cdef object _limit(self)
+    cdef _finish(self, list events)
