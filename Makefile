@@ -4,9 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test serve lint typecheck unit compliance clean
+BENCH_STAMP := $(VENV)/.bench-installed
+LOADGEN := bench/loadgen/loadgen
 
-$(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c
+.PHONY: test serve lint typecheck unit compliance clean bench
+
+# Compiled twins are rebuilt when their sources change.
+$(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
+		src/tidewire/protocol/reader.py src/tidewire/protocol/_reader_c.pxd
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -35,5 +40,20 @@ test: $(STAMP)
 	$(BIN)/pytest
 	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -m "not compliance"
 
+# `make bench` runs the benchmarks (about 10-15 minutes); `make bench QUICK=1` is a
+# smoke run; BENCH_ARGS passes options, e.g. BENCH_ARGS="--only echo-64 --reps 5".
+bench: $(BENCH_STAMP) $(LOADGEN)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+$(LOADGEN): bench/loadgen/loadgen.c
+	@command -v taskset >/dev/null || { apt-get update && apt-get install -y util-linux; }
+	@{ command -v gcc && test -f /usr/include/zlib.h; } >/dev/null || \
+		{ apt-get update && apt-get install -y gcc zlib1g-dev; }
+	gcc -O2 -Wall -Wextra -o $(LOADGEN) bench/loadgen/loadgen.c -lz
+
 clean:
-	rm -rf $(VENV) compliance/reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) compliance/reports .mypy_cache .ruff_cache .pytest_cache $(LOADGEN) bench/.logs

@@ -99,24 +99,25 @@ def outdir(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 def test_autobahn_server(outdir: Path) -> None:
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tidewire", "echo", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, server)
-        subprocess.run(
-            [kosoku(), "-m", "fuzzingclient", "-p", PARALLELISM, "-o", str(outdir),
-             f"127.0.0.1:{port}"],
-            check=False,
+    log_path = outdir / "server.log"
+    with log_path.open("wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tidewire", "echo", "--port", str(port)],
             stdout=subprocess.DEVNULL,
-            timeout=1700,
+            stderr=log_file,
         )
-    finally:
-        stop(server)
-    assert server.stderr is not None
-    log = server.stderr.read().decode(errors="replace")
+        try:
+            wait_for_port(port, server)
+            subprocess.run(
+                [kosoku(), "-m", "fuzzingclient", "-p", PARALLELISM, "-o", str(outdir),
+                 f"127.0.0.1:{port}"],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                timeout=1700,
+            )
+        finally:
+            stop(server)
+    log = log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     bad = failures(outdir)
     assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
