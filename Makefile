@@ -12,6 +12,7 @@ LOADGEN := bench/loadgen/loadgen
 # Compiled twins are rebuilt when their sources change.
 $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
 		src/tidewire/protocol/reader.py src/tidewire/protocol/_reader_c.pxd
+	@command -v microsocks >/dev/null || { apt-get update && apt-get install -y microsocks; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

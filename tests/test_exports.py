@@ -12,7 +12,8 @@ PUBLIC = {
     "ServerConnection", "Server", "Data", "Close", "CloseCode", "DeflateOptions", "Headers",
     "Request", "Response", "State", "TidewireError", "ConnectionClosed", "ConnectionClosedOK",
     "ConnectionClosedError", "InvalidURI", "InvalidHandshake", "InvalidMessage",
-    "InvalidHeader", "InvalidStatus", "NegotiationError", "ProtocolError", "InvalidUTF8",
+    "InvalidHeader", "InvalidStatus", "NegotiationError", "ProxyError", "ProtocolError",
+    "InvalidUTF8", "unix_connect", "unix_serve",
     "PayloadTooBig", "ConcurrencyError",
 }
 
@@ -22,7 +23,8 @@ def test_top_level_exports_are_pinned() -> None:
 
 
 def test_every_exported_name_resolves() -> None:
-    for module in (tidewire, tidewire.asyncio, tidewire.exceptions, tidewire.protocol):
+    modules = (tidewire, tidewire.asyncio, tidewire.exceptions, tidewire.protocol)
+    for module in modules:
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{module.__name__}.{name}"
 

@@ -24,6 +24,7 @@ from .exceptions import (  # noqa: E402
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     TidewireError,
 )
 from .protocol import (  # noqa: E402
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
         broadcast,
         connect,
         serve,
+        unix_connect,
+        unix_serve,
     )
 
 # The asyncio names load on first use, so that importing the sans-I/O core
@@ -59,6 +62,8 @@ _LAZY = {
     "ServerConnection",
     "connect",
     "serve",
+    "unix_connect",
+    "unix_serve",
 }
 
 
@@ -77,6 +82,8 @@ __all__ = [
     "connect",
     "serve",
     "broadcast",
+    "unix_connect",
+    "unix_serve",
     "Connection",
     "ClientConnection",
     "ServerConnection",
@@ -99,6 +106,7 @@ __all__ = [
     "InvalidHeader",
     "InvalidStatus",
     "NegotiationError",
+    "ProxyError",
     "ProtocolError",
     "InvalidUTF8",
     "PayloadTooBig",

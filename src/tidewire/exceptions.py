@@ -11,7 +11,8 @@
     │   ├── InvalidMessage              malformed HTTP; carries an HTTP status
     │   ├── InvalidHeader               a header is missing, repeated or wrong
     │   ├── InvalidStatus               the server answered something else than 101
-    │   └── NegotiationError            no agreement on an extension or subprotocol
+    │   ├── NegotiationError            no agreement on an extension or subprotocol
+    │   └── ProxyError                  the proxy refused or failed the tunnel
     ├── ProtocolError                   the peer broke RFC 6455 or RFC 7692
     │   ├── InvalidUTF8 (1007)
     │   └── PayloadTooBig (1009)
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidHeader",
     "InvalidStatus",
     "NegotiationError",
+    "ProxyError",
     "ProtocolError",
     "InvalidUTF8",
     "PayloadTooBig",
@@ -147,6 +149,10 @@ class InvalidStatus(InvalidHandshake):
 
 class NegotiationError(InvalidHandshake):
     """Extension or subprotocol negotiation failed."""
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy can't be used, or refused or failed to open the tunnel."""
 
 
 class ProtocolError(TidewireError):

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl as ssl_module
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from typing import Any
 
 from .. import protocol as proto
+from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from ..protocol.client import USER_AGENT
 from ..protocol.connection import DEFAULT_MAX_SIZE
 from ..protocol.deflate import DeflateOptions
 from ..protocol.http import Headers
+from ..proxy import ProxySetting, choose_proxy, open_tunnel
 from .connection import Connection
 
-__all__ = ["connect", "ClientConnection"]
+__all__ = ["connect", "unix_connect", "ClientConnection"]
 
 logger = logging.getLogger("tidewire.client")
 
@@ -70,6 +73,13 @@ class connect:
     Raise ``InvalidURI``, ``OSError`` when the connection is refused,
     ``InvalidHandshake`` (``InvalidStatus`` for a refusal) or ``TimeoutError``
     after ``open_timeout``.
+
+    ``async for ws in connect(uri)`` reconnects: each turn of the loop gets a
+    new connection after the previous one was lost, waiting between attempts
+    with exponential backoff and full jitter (from ``backoff_initial`` up to
+    ``backoff_max`` seconds). It stops when the server closes with 1000 (it
+    asked us to go), when the client closed the connection itself, or when the
+    handshake is refused with a 4xx status (raised as ``InvalidStatus``).
     """
 
     def __init__(
@@ -90,11 +100,21 @@ class connect:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         ssl: ssl_module.SSLContext | bool | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+        unix_path: str | None = None,
+        proxy: ProxySetting = True,
         **kwargs: Any,
     ) -> None:
         if compression not in ("deflate", None):
             raise ValueError(f"unsupported compression: {compression!r}")
         self.uri = proto.parse_uri(uri)
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.unix_path = unix_path
+        self.proxy = None if unix_path is not None or "sock" in kwargs else choose_proxy(
+            self.uri, proxy
+        )
         self._protocol_args: dict[str, Any] = dict(
             origin=origin,
             subprotocols=subprotocols,
@@ -128,11 +148,21 @@ class connect:
             return ClientConnection(protocol, **self._connection_args)
 
         kwargs = dict(self._kwargs)
-        if self._ssl and "server_hostname" not in kwargs and "sock" not in kwargs:
+        if self._ssl and "server_hostname" not in kwargs:
             kwargs["server_hostname"] = uri.host
 
         async def open_() -> ClientConnection:
-            if "sock" in kwargs:
+            conn: ClientConnection
+            if self.unix_path is not None:
+                _, conn = await loop.create_unix_connection(
+                    factory, self.unix_path, ssl=self._ssl, **kwargs
+                )
+            elif self.proxy is not None:
+                sock = await open_tunnel(self.proxy, uri, self.open_timeout)
+                _, conn = await loop.create_connection(
+                    factory, sock=sock, ssl=self._ssl, **kwargs
+                )
+            elif "sock" in kwargs:
                 _, conn = await loop.create_connection(factory, ssl=self._ssl, **kwargs)
             else:
                 _, conn = await loop.create_connection(
@@ -164,3 +194,57 @@ class connect:
     async def __aexit__(self, *exc: object) -> None:
         assert self.connection is not None
         await self.connection.close()
+
+    async def __aiter__(self) -> AsyncIterator[ClientConnection]:
+        attempt = 0
+        while True:
+            try:
+                ws = await self._create()
+            except (InvalidURI, ValueError):
+                raise
+            except InvalidStatus as exc:
+                if 400 <= exc.response.status < 500:
+                    raise
+                delay = self._backoff(attempt, exc)
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                delay = self._backoff(attempt, exc)
+            else:
+                attempt = -1
+                try:
+                    yield ws
+                finally:
+                    if ws.state is not proto.State.CLOSED:
+                        await ws.close()
+                closed = ws.protocol.close_exc()
+                if _should_stop(ws, closed):
+                    return
+                delay = self._backoff(0, closed)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        """Full jitter: a random delay up to an exponentially growing cap."""
+        cap = min(self.backoff_max, self.backoff_initial * 2**attempt)
+        delay = random.uniform(0, cap)
+        logger.info("connection to %s lost or failed (%s); retrying in %.2fs",
+                    self.uri.host, exc, delay)
+        return delay
+
+
+def _should_stop(ws: ClientConnection, closed: ConnectionClosed) -> bool:
+    """A close that means "don't come back": 1000 from the server, or our own."""
+    rcvd, sent = closed.rcvd, closed.sent
+    if rcvd is not None and rcvd.code == proto.CloseCode.NORMAL:
+        return True
+    return sent is not None and closed.rcvd_then_sent is False and sent.code in (
+        proto.CloseCode.NORMAL,
+        proto.CloseCode.GOING_AWAY,
+    ) and not ws.protocol.failed
+
+
+def unix_connect(
+    path: str, uri: str = "ws://localhost/", **kwargs: Any
+) -> connect:
+    """Like ``connect()``, over the Unix socket at ``path``; ``uri`` gives the
+    Host header and the path of the request."""
+    return connect(uri, unix_path=path, **kwargs)

@@ -18,7 +18,7 @@ from ..protocol.http import Request, Response
 from ..protocol.server import SERVER_HEADER
 from .connection import Connection
 
-__all__ = ["serve", "Server", "ServerConnection"]
+__all__ = ["serve", "unix_serve", "Server", "ServerConnection"]
 
 logger = logging.getLogger("tidewire.server")
 
@@ -241,6 +241,7 @@ class serve:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         ssl: ssl_module.SSLContext | None = None,
+        unix_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         if compression not in ("deflate", None):
@@ -261,6 +262,7 @@ class serve:
         self._host = host
         self._port = port
         self._ssl = ssl
+        self._unix_path = unix_path
         self._kwargs = kwargs
         self._server_args: dict[str, Any] = dict(
             process_request=process_request,
@@ -280,9 +282,14 @@ class serve:
     async def _create(self) -> Server:
         server = Server(self._handler, **self._server_args)
         loop = asyncio.get_running_loop()
-        server.server = await loop.create_server(
-            server._make_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
-        )
+        if self._unix_path is not None:
+            server.server = await loop.create_unix_server(
+                server._make_connection, self._unix_path, ssl=self._ssl, **self._kwargs
+            )
+        else:
+            server.server = await loop.create_server(
+                server._make_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
+            )
         self._server = server
         return server
 
@@ -297,3 +304,7 @@ class serve:
         self._server.close()
         await self._server.wait_closed()
 
+
+def unix_serve(handler: Handler, path: str | None = None, **kwargs: Any) -> serve:
+    """Like ``serve()``, on the Unix socket at ``path``."""
+    return serve(handler, unix_path=path, **kwargs)
