@@ -61,7 +61,7 @@ class Connection(asyncio.Protocol):
         self._fail_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._sock_closed = False
-        self._last_recv = self.loop.time()
+        self._chunks_received = 0  # for keepalive: did anything come in?
 
     # asyncio.Protocol
 
@@ -71,7 +71,7 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
-        self._last_recv = self.loop.time()
+        self._chunks_received += 1
         self.protocol.receive_data(data)
         self._process()
 
@@ -136,9 +136,13 @@ class Connection(asyncio.Protocol):
                     self.close_timeout or 10, self._on_drained
                 )
         self._flush()
-        if p.state is not proto.State.OPEN and p.state is not proto.State.CONNECTING:
-            if p.close_rcvd is not None or p.failed or p.state is proto.State.CLOSED:
-                self.messages.close()
+        state = p.state
+        if state is proto.State.OPEN:
+            return  # the common case: nothing is closing
+        if state is not proto.State.CONNECTING and (
+            p.close_rcvd is not None or p.failed or state is proto.State.CLOSED
+        ):
+            self.messages.close()
         if p.close_expected():
             self._close_socket()
 
@@ -247,11 +251,14 @@ class Connection(asyncio.Protocol):
 
     async def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages until a normal closure; re-raise any other."""
+        get = self.messages.get
         try:
             while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+                yield await get()
+        except EOFError:
+            exc = self.protocol.close_exc()
+            if not isinstance(exc, ConnectionClosedOK):
+                raise exc from self.protocol.exc
 
     async def send(
         self, message: Data | Iterable[Data] | AsyncIterable[Data]
@@ -423,15 +430,14 @@ class Connection(asyncio.Protocol):
         assert interval is not None
         try:
             while True:
-                idle = self.loop.time() - self._last_recv
-                if idle < interval:
-                    await asyncio.sleep(interval - idle)
-                    continue
+                seen = self._chunks_received
+                await asyncio.sleep(interval)
+                if self._chunks_received != seen:
+                    continue  # bytes came in: the peer is alive
                 if self.protocol.state is not proto.State.OPEN:
                     return
                 waiter = self.ping()
                 if self.ping_timeout is None:
-                    await asyncio.sleep(interval)
                     continue
                 try:
                     await asyncio.wait_for(waiter, self.ping_timeout)
