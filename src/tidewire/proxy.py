@@ -12,12 +12,12 @@ from __future__ import annotations
 import socket
 import urllib.parse
 import urllib.request
-from typing import Literal
+from typing import Any, Literal
 
 from .exceptions import ProxyError
 from .protocol.uri import WebSocketURI
 
-__all__ = ["ProxySetting", "choose_proxy", "open_tunnel"]
+__all__ = ["ProxySetting", "choose_proxy", "open_tunnel", "open_tunnel_sync"]
 
 # True: from the environment; None: no proxy; a string: that proxy's URL.
 ProxySetting = str | Literal[True] | None
@@ -48,23 +48,49 @@ async def open_tunnel(
     proxy_url: str, uri: WebSocketURI, timeout: float | None
 ) -> socket.socket:
     """Connect to ``uri``'s host and port through the proxy; return the socket."""
+    socks = _python_socks(proxy_url)
     try:
-        from python_socks import ProxyError as SocksError
-        from python_socks import ProxyTimeoutError
-        from python_socks.async_.asyncio import Proxy
+        proxy = socks.async_.asyncio.Proxy.from_url(_tunnel_url(proxy_url))
+        sock: socket.socket = await proxy.connect(uri.host, uri.port, timeout=timeout)
+        return sock
+    except socks.ProxyTimeoutError as exc:
+        raise TimeoutError(f"proxy {_safe(proxy_url)} timed out") from exc
+    except socks.ProxyError as exc:
+        raise ProxyError(f"proxy {_safe(proxy_url)} refused the tunnel: {exc}") from exc
+
+
+def open_tunnel_sync(
+    proxy_url: str, uri: WebSocketURI, timeout: float | None
+) -> socket.socket:
+    """``open_tunnel`` for threads: a blocking connect through the proxy."""
+    socks = _python_socks(proxy_url)
+    try:
+        proxy = socks.sync.Proxy.from_url(_tunnel_url(proxy_url))
+        sock: socket.socket = proxy.connect(uri.host, uri.port, timeout=timeout)
+        return sock
+    except socks.ProxyTimeoutError as exc:
+        raise TimeoutError(f"proxy {_safe(proxy_url)} timed out") from exc
+    except socks.ProxyError as exc:
+        raise ProxyError(f"proxy {_safe(proxy_url)} refused the tunnel: {exc}") from exc
+
+
+def _python_socks(proxy_url: str) -> Any:
+    try:
+        import python_socks
+        import python_socks.async_.asyncio
+        import python_socks.sync
     except ImportError:
         raise ProxyError(
-            f"connecting through {proxy_url} needs python-socks: "
+            f"connecting through {_safe(proxy_url)} needs python-socks: "
             "pip install 'tidewire[proxy]'"
         ) from None
-    url = proxy_url.replace("https://", "http://", 1)  # the tunnel itself is plain
-    try:
-        proxy = Proxy.from_url(url)
-        return await proxy.connect(uri.host, uri.port, timeout=timeout)
-    except ProxyTimeoutError as exc:
-        raise TimeoutError(f"proxy {_safe(proxy_url)} timed out") from exc
-    except SocksError as exc:
-        raise ProxyError(f"proxy {_safe(proxy_url)} refused the tunnel: {exc}") from exc
+    return python_socks
+
+
+def _tunnel_url(proxy_url: str) -> str:
+    # An https:// proxy URL names the proxy of https traffic; the CONNECT
+    # request itself goes in clear, as curl does.
+    return proxy_url.replace("https://", "http://", 1)
 
 
 def _safe(url: str) -> str:
