@@ -1,0 +1,928 @@
+/*
+ * loadgen: the WebSocket load generator of tidewire's benchmarks.
+ *
+ * One thread, epoll, non-blocking sockets; libc and zlib only. It speaks just
+ * enough RFC 6455 as a client: the HTTP upgrade with a fixed key (it checks
+ * the 101 and the accept value), masked frames out (one fixed mask key, so a
+ * plain message is framed and masked once for the whole run), unmasked frames
+ * in (7, 16 and 64-bit lengths) and, with --deflate, permessage-deflate
+ * (RFC 7692) through zlib, context takeover agreed both ways. Its messages are
+ * compressed ahead of time (see prepare_zframes), so a run only inflates.
+ *
+ * Modes; each prints one JSON object on stdout when it ends:
+ *   echo     --conns connections, each keeps one message in flight; counts
+ *            the echoes received between --warmup and --warmup + --duration
+ *   connect  --conns slots; each loops: connect, upgrade, one echo, close
+ *            handshake (the server closes TCP first); counts whole cycles
+ *   idle     opens --conns connections (--inflight at a time), prints a
+ *            "ready" line, holds them until stdin is readable or closed, or
+ *            --hold seconds pass, then closes them
+ *   fanout   opens --conns connections, then for each round sends the text
+ *            trigger "M" on the first one and counts the binary messages each
+ *            connection receives until it gets the server's text "end"
+ * --raw is for the raw TCP echo server: no upgrade and no close handshake;
+ * an echo is complete when as many bytes came back as were sent (fanout still
+ * parses the frames the raw server writes).
+ *
+ * Every loop is bounded: the event loop by --timeout (a hard deadline) and an
+ * iteration cap, the inner loops by the bytes at hand or a fixed count.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define MAX_EVENTS 1024
+#define READ_CHUNK (256 * 1024)
+#define HS_MAX 4096
+#define MAX_LOOPS 2000000000ULL
+#define STDIN_TAG UINT64_MAX
+#define STEP_TIMEOUT 5.0 /* seconds a connect cycle or an opening may take */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+static const unsigned char MASK[4] = {0x37, 0xfa, 0x21, 0x3d};
+static const unsigned char DEFLATE_TAIL[4] = {0x00, 0x00, 0xff, 0xff};
+
+enum mode { ECHO, CONNECT, IDLE, FANOUT };
+enum state { FREE, CONNECTING, HANDSHAKE, OPEN, CLOSING, CLOSED };
+
+struct opts {
+    enum mode mode;
+    const char *host;
+    int port;
+    const char *path;
+    int conns;
+    size_t size;
+    int text;
+    int raw;
+    int deflate;
+    double warmup;
+    double duration;
+    double timeout;
+    double hold;
+    int count;
+    int rounds;
+    int inflight;
+};
+
+struct conn {
+    int fd;
+    enum state st;
+    int want_out;
+    const unsigned char *out; /* bytes being written: shared frame or buf */
+    size_t out_len, out_off;
+    unsigned char *buf; /* this connection's frames (deflate, trigger) */
+    size_t buf_cap;
+    char hs[HS_MAX];
+    size_t hs_len;
+    unsigned char hdr[14]; /* frame parser */
+    int hdr_have, hdr_need;
+    uint64_t left;
+    int op, fin;
+    int msg_op, msg_z;
+    uint64_t msg_len;
+    uint64_t raw_got; /* --raw echo: bytes back so far */
+    int ended;        /* fanout: saw "end" this round */
+    int got_close;
+    double t0; /* start of the current step, for STEP_TIMEOUT */
+    int z; /* permessage-deflate agreed */
+    int z_bits;
+    z_stream zi;
+    uint64_t z_msgs;
+};
+
+struct stats {
+    uint64_t msgs, bytes, cycles, errors, bad, opened, failed, dropped, deflate, deliveries;
+};
+
+static struct opts O = {
+    .mode = ECHO, .host = "127.0.0.1", .port = 0, .path = "/", .conns = 1, .size = 64,
+    .text = 1, .warmup = 1.0, .duration = 3.0, .timeout = 0, .hold = 60.0,
+    .count = 100, .rounds = 1, .inflight = 64,
+};
+static struct stats S;
+static struct conn *C;
+static int ep = -1;
+static unsigned char *frame; /* the premasked message, shared by all connections */
+static size_t frame_len;
+static unsigned char close_frame[8];
+static unsigned char *corpus; /* text-like payload source, compressible */
+static size_t corpus_len;
+static char request[1024];
+static size_t request_len;
+static unsigned char rbuf[READ_CHUNK];
+static unsigned char zbuf[READ_CHUNK];
+static int stopping;
+static int pending; /* connections still opening */
+static int next_id; /* next connection to open (idle, fanout) */
+static int live;    /* connections open (upgraded), kept up to date */
+static int ended;   /* fanout: open connections that saw "end" this round */
+static char last_error[160];
+static char extensions[256]; /* the first Sec-WebSocket-Extensions answer, for the report */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void note_error(const char *what, int err) {
+    S.errors++;
+    if (last_error[0] == '\0')
+        snprintf(last_error, sizeof last_error, "%s%s%s", what, err ? ": " : "",
+                 err ? strerror(err) : "");
+}
+
+/* Frames: a client frame's header, then its payload masked with MASK. */
+
+static size_t header_len(size_t len) { return len < 126 ? 6 : len < 65536 ? 8 : 14; }
+
+static void write_header(unsigned char *h, int opcode, int rsv1, size_t len) {
+    h[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
+    size_t i = 2;
+    if (len < 126) {
+        h[1] = (unsigned char)(0x80 | len);
+    } else if (len < 65536) {
+        h[1] = 0x80 | 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        i = 4;
+    } else {
+        h[1] = 0x80 | 127;
+        for (int k = 0; k < 8; k++) h[2 + k] = (unsigned char)((uint64_t)len >> (56 - 8 * k));
+        i = 10;
+    }
+    memcpy(h + i, MASK, 4);
+}
+
+static void mask(unsigned char *p, size_t len) {
+    for (size_t i = 0; i < len; i++) p[i] ^= MASK[i & 3];
+}
+
+/* Builds a whole frame into dst (room for header_len(len) + len). */
+static size_t build_frame(unsigned char *dst, int opcode, const unsigned char *payload,
+                          size_t len) {
+    size_t h = header_len(len);
+    write_header(dst, opcode, 0, len);
+    memcpy(dst + h, payload, len);
+    mask(dst + h, len);
+    return h + len;
+}
+
+/* Words from a small vocabulary, picked by a fixed xorshift: compresses like text. */
+static void make_corpus(void) {
+    static const char *words[] = {
+        "tide", "wire", "socket", "frame", "message", "stream", "buffer", "event",
+        "loop", "server", "client", "channel", "ticker", "price", "order", "update",
+        "delta", "room", "user", "presence", "history", "offset", "payload", "text",
+    };
+    corpus_len = O.size + 256 * 1024;
+    corpus = malloc(corpus_len);
+    if (!corpus) exit(2);
+    uint32_t x = 2463534242u;
+    size_t i = 0;
+    while (i < corpus_len) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        const char *w = words[x % (sizeof words / sizeof *words)];
+        for (size_t k = 0; w[k] && i < corpus_len; k++) corpus[i++] = (unsigned char)w[k];
+        if (i < corpus_len) corpus[i++] = (x & 0x100) ? ',' : ' ';
+    }
+}
+
+/* Connections */
+
+static void watch(struct conn *c, int out) {
+    if (c->want_out == out) return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0)};
+    ev.data.u64 = (uint64_t)(c - C);
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->want_out = out;
+}
+
+static void conn_close(struct conn *c) {
+    if (c->st == FREE || c->st == CLOSED) return;
+    if (c->st == CONNECTING || c->st == HANDSHAKE) pending--;
+    if (c->st == OPEN || c->st == CLOSING) live--;
+    if (c->ended) ended--;
+    c->ended = 0;
+    close(c->fd);
+    c->fd = -1;
+    if (c->z) {
+        inflateEnd(&c->zi);
+        c->z = 0;
+    }
+    c->st = CLOSED;
+}
+
+static void conn_open(struct conn *c) {
+    unsigned char *buf = c->buf;
+    size_t cap = c->buf_cap;
+    memset(c, 0, sizeof *c);
+    c->buf = buf;
+    c->buf_cap = cap;
+    c->hdr_need = 2;
+    c->t0 = now();
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        note_error("socket", errno);
+        S.failed++;
+        c->st = CLOSED;
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)O.port)};
+    inet_pton(AF_INET, O.host, &sa.sin_addr);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        note_error("connect", errno);
+        S.failed++;
+        close(c->fd);
+        c->st = CLOSED;
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT};
+    ev.data.u64 = (uint64_t)(c - C);
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    c->want_out = 1;
+    c->st = CONNECTING;
+    pending++;
+}
+
+/* Writes what is pending; returns -1 if the connection failed (and is closed). */
+static int flush(struct conn *c) {
+    for (int k = 0; k < 64 && c->out_off < c->out_len; k++) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->out_off += (size_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else if (w < 0 && errno == EAGAIN) {
+            break;
+        } else {
+            note_error("send", errno);
+            conn_close(c);
+            return -1;
+        }
+    }
+    watch(c, c->out_off < c->out_len);
+    return 0;
+}
+
+static int queue(struct conn *c, const unsigned char *p, size_t len) {
+    if (c->out_off < c->out_len) {
+        note_error("queue: previous write not done", 0);
+        return -1;
+    }
+    c->out = p;
+    c->out_len = len;
+    c->out_off = 0;
+    return flush(c);
+}
+
+static int ensure_buf(struct conn *c, size_t cap) {
+    if (c->buf_cap >= cap) return 0;
+    unsigned char *b = realloc(c->buf, cap);
+    if (!b) return -1;
+    c->buf = b;
+    c->buf_cap = cap;
+    return 0;
+}
+
+/* Compressed messages are prepared once per window size, each deflated on its
+ * own: a message that doesn't refer to earlier ones is valid with context
+ * takeover too, and the client then spends nothing on compression. The
+ * variants cover more than a 32 KiB window, so that the server's compressor
+ * doesn't just find the previous copy of the same message. */
+#define Z_VARIANTS_MAX 1024
+
+struct zframes {
+    int count;
+    unsigned char *frame[Z_VARIANTS_MAX];
+    size_t len[Z_VARIANTS_MAX];
+};
+static struct zframes ZF[16];
+
+static int prepare_zframes(int bits) {
+    struct zframes *zf = &ZF[bits];
+    if (zf->count) return 0;
+    size_t want = (64 * 1024 + O.size - 1) / O.size;
+    int count = want < 4 ? 4 : want > Z_VARIANTS_MAX ? Z_VARIANTS_MAX : (int)want;
+    for (int v = 0; v < count; v++) {
+        z_stream zs;
+        memset(&zs, 0, sizeof zs);
+        if (deflateInit2(&zs, 6, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
+        size_t room = deflateBound(&zs, O.size) + 64;
+        unsigned char *buf = malloc(14 + room);
+        if (!buf) return -1;
+        zs.next_in = corpus + (size_t)v * 4099u % (corpus_len - O.size + 1);
+        zs.avail_in = (uInt)O.size;
+        zs.next_out = buf + 14;
+        zs.avail_out = (uInt)room;
+        int ret = deflate(&zs, Z_SYNC_FLUSH);
+        size_t produced = room - zs.avail_out;
+        deflateEnd(&zs);
+        if (ret != Z_OK || zs.avail_in != 0 || zs.avail_out == 0 || produced < 4 ||
+            memcmp(buf + 14 + produced - 4, DEFLATE_TAIL, 4) != 0)
+            return -1;
+        size_t len = produced - 4;
+        size_t h = header_len(len);
+        write_header(buf + 14 - h, O.text ? 1 : 2, 1, len);
+        mask(buf + 14, len);
+        zf->frame[v] = buf + 14 - h;
+        zf->len[v] = h + len;
+    }
+    zf->count = count;
+    return 0;
+}
+
+static int send_deflated(struct conn *c) {
+    struct zframes *zf = &ZF[c->z_bits];
+    int v = (int)(c->z_msgs++ % (uint64_t)zf->count);
+    return queue(c, zf->frame[v], zf->len[v]);
+}
+
+static int send_message(struct conn *c) {
+    c->raw_got = 0;
+    if (c->z) return send_deflated(c);
+    return queue(c, frame, frame_len);
+}
+
+static int send_text(struct conn *c, const char *text) {
+    size_t len = strlen(text);
+    if (ensure_buf(c, 14 + len) < 0) return -1;
+    return queue(c, c->buf, build_frame(c->buf, 1, (const unsigned char *)text, len));
+}
+
+/* The server accepted the upgrade, or the raw TCP connection is up. */
+static void on_open(struct conn *c) {
+    pending--;
+    c->st = OPEN;
+    live++;
+    S.opened++;
+    if (c->z) S.deflate++;
+    if (O.mode == ECHO || O.mode == CONNECT) {
+        if (send_message(c) < 0) conn_close(c);
+    }
+}
+
+static void fail(struct conn *c, const char *what, int err) {
+    if (c->st == CONNECTING || c->st == HANDSHAKE) S.failed++;
+    else if (O.mode == IDLE || O.mode == FANOUT) S.dropped++;
+    note_error(what, err);
+    conn_close(c);
+}
+
+static void setup_deflate(struct conn *c, const char *ext) {
+    int bits = 15;
+    const char *b = strcasestr(ext, "client_max_window_bits=");
+    if (b) bits = atoi(b + strlen("client_max_window_bits="));
+    if (bits < 9) bits = 9; /* zlib's raw deflate has no 8-bit window */
+    if (bits > 15) bits = 15;
+    memset(&c->zi, 0, sizeof c->zi);
+    if (prepare_zframes(bits) < 0 || inflateInit2(&c->zi, -15) != Z_OK) {
+        note_error("zlib init", 0);
+        return;
+    }
+    c->z = 1;
+    c->z_bits = bits;
+}
+
+/* Returns how many bytes after the response head belong to frames, or -1. */
+static long on_handshake_bytes(struct conn *c, const unsigned char *p, size_t n) {
+    size_t take = n < HS_MAX - 1 - c->hs_len ? n : HS_MAX - 1 - c->hs_len;
+    memcpy(c->hs + c->hs_len, p, take);
+    size_t before = c->hs_len;
+    c->hs_len += take;
+    c->hs[c->hs_len] = '\0';
+    char *end = strstr(c->hs, "\r\n\r\n");
+    if (!end) {
+        if (c->hs_len >= HS_MAX - 1) return -1;
+        return 0;
+    }
+    size_t head = (size_t)(end - c->hs) + 4;
+    *end = '\0';
+    if (strncmp(c->hs, "HTTP/1.1 101", 12) != 0 || !strstr(c->hs, WS_ACCEPT)) return -1;
+    const char *ext = strcasestr(c->hs, "\nsec-websocket-extensions:");
+    if (ext && O.deflate && strcasestr(ext, "permessage-deflate")) {
+        char line[512];
+        const char *eol = strstr(ext + 1, "\r\n");
+        size_t len = eol ? (size_t)(eol - ext) : strlen(ext);
+        if (len >= sizeof line) len = sizeof line - 1;
+        memcpy(line, ext, len);
+        line[len] = '\0';
+        setup_deflate(c, line);
+        if (extensions[0] == '\0') {
+            const char *value = line + strlen("\nsec-websocket-extensions:");
+            value += strspn(value, " ");
+            snprintf(extensions, sizeof extensions, "%s", value);
+            for (char *q = extensions; *q; q++)
+                if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\''; /* JSON-safe */
+        }
+    }
+    on_open(c);
+    return (long)(n - (head - before));
+}
+
+/* Messages and frames from the server */
+
+static void on_message(struct conn *c) {
+    int ok = c->msg_len == O.size && c->msg_op == (O.text ? 1 : 2);
+    switch (O.mode) {
+    case ECHO:
+        if (!ok) S.bad++;
+        S.msgs++;
+        S.bytes += c->msg_len;
+        if (!stopping && send_message(c) < 0) conn_close(c);
+        break;
+    case CONNECT:
+        if (!ok) S.bad++;
+        c->st = CLOSING;
+        if (queue(c, close_frame, sizeof close_frame) < 0) conn_close(c);
+        break;
+    case FANOUT:
+        if (c->msg_op == 2) {
+            S.deliveries++;
+            if (c->msg_len != O.size) S.bad++;
+        } else if (!c->ended) {
+            c->ended = 1;
+            ended++;
+        }
+        break;
+    case IDLE:
+        S.bad++;
+        break;
+    }
+}
+
+static int inflate_chunk(struct conn *c, const unsigned char *p, size_t n) {
+    c->zi.next_in = (unsigned char *)p;
+    c->zi.avail_in = (uInt)n;
+    for (int k = 0; k < 1 << 20; k++) {
+        c->zi.next_out = zbuf;
+        c->zi.avail_out = sizeof zbuf;
+        int ret = inflate(&c->zi, Z_SYNC_FLUSH);
+        if (ret != Z_OK && ret != Z_BUF_ERROR) return -1;
+        size_t produced = sizeof zbuf - c->zi.avail_out;
+        c->msg_len += produced;
+        if (c->zi.avail_in == 0 && c->zi.avail_out != 0) return 0;
+        if (ret == Z_BUF_ERROR && produced == 0) return 0;
+    }
+    return -1;
+}
+
+static void on_frame_end(struct conn *c) {
+    c->hdr_have = 0;
+    c->hdr_need = 2;
+    if (c->op == 8) {
+        c->got_close = 1;
+        if (O.mode == CONNECT && c->st == CLOSING) return; /* now wait for EOF */
+        fail(c, "server closed the connection", 0);
+        return;
+    }
+    if (c->op >= 8 || !c->fin) return; /* pings are not expected: keepalive is off */
+    if (c->msg_z && inflate_chunk(c, DEFLATE_TAIL, 4) < 0) {
+        fail(c, "inflate", 0);
+        return;
+    }
+    on_message(c);
+}
+
+static void on_frame_bytes(struct conn *c, const unsigned char *p, size_t n) {
+    while (n > 0 && c->st >= OPEN && c->st != CLOSED) {
+        if (c->hdr_have < c->hdr_need) {
+            size_t take = (size_t)(c->hdr_need - c->hdr_have);
+            if (take > n) take = n;
+            memcpy(c->hdr + c->hdr_have, p, take);
+            c->hdr_have += (int)take;
+            p += take;
+            n -= take;
+            if (c->hdr_have == 2) {
+                if (c->hdr[1] & 0x80) {
+                    fail(c, "masked frame from the server", 0);
+                    return;
+                }
+                int l7 = c->hdr[1] & 0x7f;
+                c->hdr_need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+            }
+            if (c->hdr_have < c->hdr_need) continue;
+            uint64_t len = c->hdr[1] & 0x7f;
+            if (len == 126) {
+                len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
+            } else if (len == 127) {
+                len = 0;
+                for (int k = 0; k < 8; k++) len = (len << 8) | c->hdr[2 + k];
+            }
+            c->op = c->hdr[0] & 0x0f;
+            c->fin = (c->hdr[0] & 0x80) != 0;
+            c->left = len;
+            if (c->op == 1 || c->op == 2) {
+                c->msg_op = c->op;
+                c->msg_len = 0;
+                c->msg_z = c->z && (c->hdr[0] & 0x40);
+            }
+            if (c->left == 0) on_frame_end(c);
+            continue;
+        }
+        size_t take = c->left < n ? (size_t)c->left : n;
+        if (c->op < 8) {
+            if (c->msg_z) {
+                if (inflate_chunk(c, p, take) < 0) {
+                    fail(c, "inflate", 0);
+                    return;
+                }
+            } else {
+                c->msg_len += take;
+            }
+        }
+        p += take;
+        n -= take;
+        c->left -= take;
+        if (c->left == 0) on_frame_end(c);
+    }
+}
+
+static void on_raw_echo_bytes(struct conn *c, size_t n) {
+    c->raw_got += n;
+    if (c->raw_got < frame_len) return;
+    if (O.mode == CONNECT) {
+        S.cycles++;
+        conn_close(c);
+        return;
+    }
+    c->msg_len = O.size;
+    c->msg_op = O.text ? 1 : 2;
+    on_message(c);
+}
+
+static void on_eof(struct conn *c) {
+    if (O.mode == CONNECT && c->st == CLOSING && c->got_close) {
+        S.cycles++;
+        conn_close(c);
+        return;
+    }
+    fail(c, "server closed TCP", 0);
+}
+
+static void on_readable(struct conn *c) {
+    ssize_t n = recv(c->fd, rbuf, sizeof rbuf, 0);
+    if (n == 0) {
+        on_eof(c);
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) fail(c, "recv", errno);
+        return;
+    }
+    const unsigned char *p = rbuf;
+    size_t left = (size_t)n;
+    if (c->st == HANDSHAKE) {
+        long rest = on_handshake_bytes(c, p, left);
+        if (rest < 0) {
+            fail(c, "handshake refused", 0);
+            return;
+        }
+        p += left - (size_t)rest;
+        left = (size_t)rest;
+    }
+    if (left == 0 || c->st < OPEN || c->st == CLOSED) return;
+    if (O.raw && (O.mode == ECHO || O.mode == CONNECT)) on_raw_echo_bytes(c, left);
+    else on_frame_bytes(c, p, left);
+}
+
+static void on_writable(struct conn *c) {
+    if (c->st != CONNECTING) {
+        flush(c);
+        return;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+        fail(c, "connect", err);
+        return;
+    }
+    watch(c, 0);
+    if (O.raw) {
+        on_open(c);
+        return;
+    }
+    c->st = HANDSHAKE;
+    if (queue(c, (const unsigned char *)request, request_len) < 0) conn_close(c);
+}
+
+/* Modes: each tick decides what happens next; it returns 1 when the run is over. */
+
+static double t_start, t_measure, t_ready, cpu_measure;
+static int measuring, ready_printed, round_no = -1, stdin_ready;
+static double round_t0, fan_seconds, fan_cpu;
+static uint64_t round_d0, fan_deliveries, fan_expected;
+static struct stats S0;
+
+static void open_more(void) {
+    while (next_id < O.conns && pending < O.inflight) conn_open(&C[next_id++]);
+}
+
+/* Connections stuck opening, or a connect cycle stuck closing, are cut. */
+static void sweep(double t) {
+    for (int i = 0; i < O.conns; i++) {
+        struct conn *c = &C[i];
+        int stuck_open = c->st == CONNECTING || c->st == HANDSHAKE;
+        int stuck_cycle = O.mode == CONNECT && c->st >= OPEN && c->st != CLOSED;
+        if ((stuck_open || stuck_cycle) && t - c->t0 > STEP_TIMEOUT) fail(c, "step timeout", 0);
+    }
+}
+
+/* "measuring" and "measured" bracket the measured window, so that the harness
+ * can read the server's CPU time over the same window. */
+static void print_event(const char *name) {
+    printf("{\"event\": \"%s\"}\n", name);
+    fflush(stdout);
+}
+
+static int tick_timed(double t) {
+    if (O.mode == CONNECT && !stopping) {
+        for (int i = 0; i < O.conns; i++)
+            if (C[i].st == CLOSED || C[i].st == FREE) conn_open(&C[i]);
+    }
+    if (!measuring && t >= t_start + O.warmup) {
+        measuring = 1;
+        t_measure = t;
+        cpu_measure = cpu_seconds();
+        S0 = S;
+        print_event("measuring");
+    }
+    if (measuring && t >= t_measure + O.duration) {
+        print_event("measured");
+        return 1;
+    }
+    return 0;
+}
+
+static void print_ready(double t) {
+    printf("{\"event\": \"ready\", \"opened\": %llu, \"failed\": %llu, \"seconds\": %.3f}\n",
+           (unsigned long long)S.opened, (unsigned long long)S.failed, t - t_start);
+    fflush(stdout);
+    ready_printed = 1;
+    t_ready = t;
+}
+
+static int tick_idle(double t) {
+    open_more();
+    if (!ready_printed && next_id == O.conns && pending == 0) print_ready(t);
+    return ready_printed && (stdin_ready || t >= t_ready + O.hold);
+}
+
+static void start_round(double t) {
+    round_no++;
+    for (int i = 0; i < O.conns; i++) C[i].ended = 0;
+    ended = 0;
+    int m = round_no == 0 ? (O.count + 4) / 5 : O.count; /* round 0 warms up */
+    char trigger[32];
+    snprintf(trigger, sizeof trigger, "%d", m);
+    round_t0 = t;
+    round_d0 = S.deliveries;
+    if (round_no == 1) {
+        cpu_measure = cpu_seconds();
+        print_event("measuring");
+    }
+    if (round_no >= 1) fan_expected += (uint64_t)m * (uint64_t)live;
+    if (C[0].st != OPEN || send_text(&C[0], trigger) < 0) note_error("trigger", 0);
+}
+
+static int tick_fanout(double t) {
+    open_more();
+    if (!ready_printed) {
+        if (next_id == O.conns && pending == 0) {
+            ready_printed = 1;
+            t_ready = t;
+        }
+        return 0;
+    }
+    if (round_no < 0) {
+        if (t < t_ready + 0.2) return 0; /* let every server register its last client */
+        if (C[0].st != OPEN) {
+            note_error("first connection is not open", 0);
+            return 1;
+        }
+        start_round(t);
+        return 0;
+    }
+    if (live > 0 && ended < live) return 0;
+    if (round_no >= 1) {
+        fan_seconds += t - round_t0;
+        fan_deliveries += S.deliveries - round_d0;
+    }
+    if (round_no >= O.rounds || live == 0) {
+        fan_cpu = cpu_seconds() - cpu_measure;
+        print_event("measured");
+        return 1;
+    }
+    start_round(t);
+    return 0;
+}
+
+static void print_result(double t, int timed_out) {
+    struct stats d = S;
+    double seconds = t - t_measure, cpu = cpu_seconds() - cpu_measure;
+    if (O.mode == ECHO || O.mode == CONNECT) {
+        d.msgs -= S0.msgs;
+        d.bytes -= S0.bytes;
+        d.cycles -= S0.cycles;
+    }
+    printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, \"timed_out\": %s, ",
+           (const char *[]){"echo", "connect", "idle", "fanout"}[O.mode], O.conns, O.size,
+           timed_out ? "true" : "false");
+    printf("\"opened\": %llu, \"failed\": %llu, \"dropped\": %llu, \"errors\": %llu, "
+           "\"bad\": %llu, \"deflate\": %llu, ",
+           (unsigned long long)S.opened, (unsigned long long)S.failed,
+           (unsigned long long)S.dropped, (unsigned long long)S.errors,
+           (unsigned long long)S.bad, (unsigned long long)S.deflate);
+    if (O.mode == FANOUT) {
+        seconds = fan_seconds;
+        cpu = fan_cpu;
+        printf("\"deliveries\": %llu, \"expected\": %llu, \"rounds\": %d, ",
+               (unsigned long long)fan_deliveries, (unsigned long long)fan_expected,
+               round_no < 0 ? 0 : round_no);
+    } else if (O.mode == IDLE) {
+        seconds = t_ready > 0 ? t_ready - t_start : t - t_start;
+        cpu = 0;
+    } else {
+        printf("\"messages\": %llu, \"bytes\": %llu, \"cycles\": %llu, ",
+               (unsigned long long)d.msgs, (unsigned long long)d.bytes,
+               (unsigned long long)d.cycles);
+    }
+    printf("\"seconds\": %.6f, \"cpu\": %.4f, \"extensions\": \"%s\", "
+           "\"last_error\": \"%s\"}\n",
+           seconds, seconds > 0 ? cpu / seconds : 0.0, extensions, last_error);
+    fflush(stdout);
+}
+
+/* Setup */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen echo|connect|idle|fanout --port N [--host 127.0.0.1] [--path /]\n"
+            "  [--conns N] [--size BYTES] [--binary] [--raw] [--deflate] [--warmup S]\n"
+            "  [--duration S] [--timeout S] [--hold S] [--count M] [--rounds R]\n"
+            "  [--inflight N]\n");
+    exit(2);
+}
+
+static void parse_args(int argc, char **argv) {
+    if (argc < 2) usage();
+    const char *modes[] = {"echo", "connect", "idle", "fanout"};
+    int found = 0;
+    for (int m = 0; m < 4; m++)
+        if (strcmp(argv[1], modes[m]) == 0) {
+            O.mode = (enum mode)m;
+            found = 1;
+        }
+    if (!found) usage();
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--binary") == 0) O.text = 0;
+        else if (strcmp(a, "--raw") == 0) O.raw = 1;
+        else if (strcmp(a, "--deflate") == 0) O.deflate = 1;
+        else if (!v) usage();
+        else if (strcmp(a, "--host") == 0) O.host = v, i++;
+        else if (strcmp(a, "--path") == 0) O.path = v, i++;
+        else if (strcmp(a, "--port") == 0) O.port = atoi(v), i++;
+        else if (strcmp(a, "--conns") == 0) O.conns = atoi(v), i++;
+        else if (strcmp(a, "--size") == 0) O.size = (size_t)strtoull(v, NULL, 10), i++;
+        else if (strcmp(a, "--warmup") == 0) O.warmup = atof(v), i++;
+        else if (strcmp(a, "--duration") == 0) O.duration = atof(v), i++;
+        else if (strcmp(a, "--timeout") == 0) O.timeout = atof(v), i++;
+        else if (strcmp(a, "--hold") == 0) O.hold = atof(v), i++;
+        else if (strcmp(a, "--count") == 0) O.count = atoi(v), i++;
+        else if (strcmp(a, "--rounds") == 0) O.rounds = atoi(v), i++;
+        else if (strcmp(a, "--inflight") == 0) O.inflight = atoi(v), i++;
+        else usage();
+    }
+    if (O.port <= 0 || O.conns <= 0 || O.inflight <= 0 || O.count <= 0 || O.rounds <= 0)
+        usage();
+    if (O.timeout <= 0) /* a hard deadline well past the expected end */
+        O.timeout = O.mode == IDLE ? O.hold + 120.0 : O.mode == FANOUT ? 300.0
+                                                     : O.warmup + O.duration + 60.0;
+}
+
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = (rlim_t)O.conns + 64;
+    if (rl.rlim_cur >= want) return;
+    rl.rlim_cur = want <= rl.rlim_max ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static void prepare_frames(void) {
+    make_corpus();
+    frame = malloc(header_len(O.size) + O.size);
+    if (!frame) exit(2);
+    frame_len = build_frame(frame, O.text ? 1 : 2, corpus, O.size);
+    const unsigned char code[2] = {0x03, 0xe8}; /* 1000, normal closure */
+    build_frame(close_frame, 8, code, 2);
+    request_len = (size_t)snprintf(
+        request, sizeof request,
+        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+        O.path, O.host, O.port,
+        O.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                  : "");
+}
+
+int main(int argc, char **argv) {
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    prepare_frames();
+    C = calloc((size_t)O.conns, sizeof *C);
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!C || ep < 0) return 2;
+    if (O.mode == IDLE) {
+        struct epoll_event ev = {.events = EPOLLIN};
+        ev.data.u64 = STDIN_TAG;
+        epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev); /* fails for /dev/null: --hold still ends it */
+    }
+    t_start = now();
+    t_measure = t_start;
+    cpu_measure = cpu_seconds();
+    if (O.mode == ECHO || O.mode == CONNECT) {
+        for (int i = 0; i < O.conns; i++) conn_open(&C[i]);
+    }
+    struct epoll_event events[MAX_EVENTS];
+    double deadline = t_start + O.timeout, last_sweep = t_start, t = t_start;
+    int done = 0, timed_out = 0;
+    for (unsigned long long loops = 0; loops < MAX_LOOPS && !done; loops++) {
+        t = now();
+        if (t >= deadline) {
+            timed_out = 1;
+            break;
+        }
+        if (t - last_sweep > 0.1) {
+            sweep(t);
+            last_sweep = t;
+        }
+        switch (O.mode) {
+        case ECHO:
+        case CONNECT: done = tick_timed(t); break;
+        case IDLE: done = tick_idle(t); break;
+        case FANOUT: done = tick_fanout(t); break;
+        }
+        if (done) break;
+        int n = epoll_wait(ep, events, MAX_EVENTS, 2);
+        if (O.mode == FANOUT && n > 0 && n < 64) {
+            /* A trickle over many sockets: let it pile up for a moment, so that one
+             * recv() takes several messages and the reader stays cheaper than the
+             * server's writes (the socket buffers hold far more than this). */
+            struct timespec pause = {0, 200 * 1000};
+            nanosleep(&pause, NULL);
+            n = epoll_wait(ep, events, MAX_EVENTS, 0);
+        }
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.u64 == STDIN_TAG) {
+                stdin_ready = 1;
+                epoll_ctl(ep, EPOLL_CTL_DEL, 0, NULL);
+                continue;
+            }
+            struct conn *c = &C[events[i].data.u64];
+            if (c->st == FREE || c->st == CLOSED) continue;
+            if (events[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+                if (c->st == CONNECTING || c->out_off < c->out_len) on_writable(c);
+            }
+            if (c->st != CLOSED && (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                on_readable(c);
+        }
+    }
+    if (timed_out) note_error("timed out", 0);
+    stopping = 1;
+    if (O.mode == IDLE && !ready_printed) print_ready(t);
+    print_result(t, timed_out);
+    for (int i = 0; i < O.conns; i++) {
+        struct conn *c = &C[i];
+        if (c->st == OPEN && !O.raw) send(c->fd, close_frame, sizeof close_frame, MSG_NOSIGNAL);
+        conn_close(c);
+    }
+    return 0;
+}

@@ -1,0 +1,233 @@
+"""Processes of a run: servers under test, and programs that print JSON lines.
+
+Each server runs as its own process pinned to ``settings.server_cpu``; load
+generators and clients are pinned to ``settings.client_cpu``. Their stderr goes
+to ``bench/.logs/`` so that a failure can be explained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from bench.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+LOG_DIR = REPO / "bench" / ".logs"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Event = dict[str, Any]
+
+
+class BenchError(RuntimeError):
+    """A sample could not be measured; the message says why."""
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv]
+
+
+def log_file(name: str) -> IO[str]:
+    LOG_DIR.mkdir(exist_ok=True)
+    return open(LOG_DIR / f"{name}.log", "w")
+
+
+def tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_wait_seconds(pid: int) -> float:
+    """Time the main thread of a process (the event loop, for a server) was ready to
+    run but waited for a core."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+def process_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+class ProcessMeter:
+    """Between ``start()`` and ``stop()``: the share of one core a process used, and
+    the share of the time its main thread was ready to run but waited for its core
+    (to other work on the machine, or to the process's own threads)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.begin: tuple[float, float, float] | None = None
+        self.cpu: float | None = None
+        self.wait: float | None = None
+
+    def _read(self) -> tuple[float, float, float]:
+        return time.monotonic(), process_cpu_seconds(self.pid), process_wait_seconds(self.pid)
+
+    def start(self) -> None:
+        try:
+            self.begin = self._read()
+        except OSError:
+            self.begin = None
+
+    def stop(self) -> None:
+        if self.begin is None or self.cpu is not None:
+            return
+        try:
+            end = self._read()
+        except OSError:
+            return
+        wall = end[0] - self.begin[0]
+        if wall > 0:
+            self.cpu = (end[1] - self.begin[1]) / wall
+            self.wait = (end[2] - self.begin[2]) / wall
+
+
+class ServerProcess:
+    """``python -m bench.servers.NAME_server``, pinned, until the ``with`` block ends."""
+
+    def __init__(self, name: str, mode: str, compression: bool, settings: Settings) -> None:
+        argv = [sys.executable, "-m", f"bench.servers.{name}_server"]
+        argv += ["--mode", mode, "--loop", settings.loop]
+        if compression:
+            argv.append("--compression")
+        self.name = name
+        self.log_path = LOG_DIR / f"server-{name}.log"
+        with log_file(f"server-{name}") as log:
+            self.proc = subprocess.Popen(
+                pinned(settings.server_cpu, argv),
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self.port = 0
+        self.info: dict[str, Any] = {}
+
+    def __enter__(self) -> ServerProcess:
+        try:
+            self._wait_listening(timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _wait_listening(self, timeout: float) -> None:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING "):
+            raise BenchError(f"{self.name} server did not start: {tail(self.log_path)}")
+        _, port, info = line.split(" ", 2)
+        self.port = int(port)
+        self.info = json.loads(info)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        self.check_alive()
+        return process_rss_bytes(self.pid)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(f"{self.name} server exited: {tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class JsonLinesProcess:
+    """A pinned program that prints JSON objects, one a line: events, then a result.
+
+    Lines with an ``"event"`` key go to ``on_event`` as they come; the last
+    other line is the result. ``release()`` closes its stdin (the idle load
+    generator waits for that).
+    """
+
+    def __init__(self, name: str, argv: list[str], cpu: int, hold_stdin: bool = False) -> None:
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        with log_file(name) as log:
+            self.proc = subprocess.Popen(
+                pinned(cpu, argv),
+                cwd=REPO,
+                stdin=subprocess.PIPE if hold_stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    def release(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def run(
+        self, timeout: float, on_event: Callable[[Event], None] | None = None
+    ) -> dict[str, Any]:
+        """Read lines until the program exits (at most ``timeout`` seconds)."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        result: dict[str, Any] | None = None
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([self.proc.stdout], [], [], left)
+                if not ready:
+                    continue
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                data = json.loads(line)
+                if "event" in data:
+                    if on_event is not None:
+                        on_event(data)
+                else:
+                    result = data
+            else:
+                raise BenchError(f"{self.name} still running after {timeout:.0f}s")
+            self.proc.wait(timeout=10)
+        finally:
+            self.release()
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.proc.stdout.close()
+        if result is None:
+            raise BenchError(f"{self.name} printed no result: {tail(self.log_path)}")
+        return result

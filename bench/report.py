@@ -1,0 +1,220 @@
+"""results.md: the machine, the settings, and one table per scenario."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Any
+
+from bench import stats
+from bench.scenarios import CLIENT_SERVER, LABELS, Scenario
+from bench.settings import Settings
+from bench.stats import Summary
+
+LIBRARIES = ("tidewire", "picows", "websockets", "aiohttp", "uvloop", "aiofastnet", "matplotlib")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _gcc_version() -> str:
+    try:
+        out = subprocess.run(["gcc", "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "gcc": _gcc_version(),
+        "versions": {name: _version(name) for name in LIBRARIES},
+        "load_start": os.getloadavg(),
+    }
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def fmt_share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def fmt_pair(server: float | None, load: float | None) -> str:
+    if server is None and load is None:
+        return "—"
+    return f"{fmt_share(server)} / {fmt_share(load)}"
+
+
+def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
+    better = "higher" if scenario.higher_is_better else "lower"
+    top = stats.best(summaries, scenario.higher_is_better)
+    limit = stats.limit(summaries)
+    lines = [
+        f"### {scenario.title} ({scenario.unit}, {better} is better)",
+        "",
+        scenario.what,
+        "",
+        "| | median | min – max | vs best | vs raw TCP | CPU server / load"
+        " | waited server / load | runs | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in scenario.contenders:
+        s = summaries[name]
+        runs = f"{s.runs}" + (f" ({s.failed} failed)" if s.failed else "")
+        lines.append(
+            f"| {LABELS[name]} | {fmt(s.median)} | {fmt(s.low)} – {fmt(s.high)}"
+            f" | {fmt_ratio(stats.ratio(s.median, top.median if top else None))}"
+            f" | {fmt_ratio(stats.ratio(s.median, limit.median if limit else None))}"
+            f" | {fmt_pair(s.server_cpu, s.load_cpu)} | {fmt_pair(s.server_wait, s.load_wait)}"
+            f" | {runs}"
+            f" | {'; '.join(s.notes)} |"
+        )
+    lines.append("")
+    tidewire = summaries.get("tidewire")
+    peer = stats.best_peer(summaries, "tidewire", scenario.higher_is_better)
+    if tidewire and tidewire.median is not None and peer and peer.median is not None:
+        r = stats.ratio(tidewire.median, peer.median)
+        line = f"tidewire / best other library ({peer.name}): **{fmt_ratio(r)}**"
+        lines += [line + ("" if scenario.higher_is_better else ", lower is better"), ""]
+    if any(s.load_cpu is not None and s.load_cpu > 0.8 for s in summaries.values()):
+        lines += [
+            "⚠ load CPU above 80% in a row: the load side may share the limit there"
+            " (expected of raw TCP, see Settings).",
+            "",
+        ]
+    if any(s.server_wait is not None and s.server_wait > 0.1 for s in summaries.values()):
+        lines += [
+            "⚠ a server's event loop waited for its core over 10% of the time: other work"
+            " on the machine (or the server's own threads) slowed that row.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> str:
+    s = settings
+    fanout = "; ".join(
+        f"{name}: {info['fanout']}" for name, info in infos.items() if "fanout" in info
+    )
+    agreed = "; ".join(
+        f"{name}: `{info['extensions']}`" for name, info in infos.items() if "extensions" in info
+    )
+    lines = [
+        "## Settings",
+        "",
+        f"- Run: {'quick smoke run' if s.quick else 'full run'}; {s.reps} repetition(s),"
+        f" libraries alternating (A B C A B C ...); {s.warmup:g} s of warm-up, then"
+        f" {s.duration:g} s measured. Each sample starts a fresh server process.",
+        f"- Pinning (`taskset`): server on core {s.server_cpu}; load generator or client on"
+        f" core {s.client_cpu}.",
+        f"- Event loop: {s.loop} for every Python server and client. picows runs as its users"
+        " run it: on uvloop, with the aiofastnet transports it depends on.",
+        "- Load: `bench/loadgen/loadgen`, C (epoll, one thread, gcc -O2), one message in"
+        " flight per connection. Payloads are text-like (words from a small vocabulary)."
+        " Over loopback each side pays the system calls of every message, so the load"
+        " generator costs about as much per message as the raw TCP server: that row can be"
+        " bound by both sides (load CPU near 100%), and the true ceiling may be a little"
+        " higher. Every WebSocket server costs more per message than the load generator.",
+        "- Keepalive pings off everywhere. Max message size 16 MiB and listen backlog 1024"
+        " everywhere.",
+        '- Compression: off, except in the "compressed" scenarios (tidewire, websockets,'
+        " aiohttp; picows has none). There, zlib level 1 (aiohttp's fixed level; tidewire and"
+        " websockets are set to it), memLevel 8, 15-bit windows, context takeover both ways;"
+        " websockets is configured so (its own default: 12-bit windows, memLevel 5). The load"
+        " generator sends messages compressed ahead of time (level 6, a rotating set wider"
+        " than the window), so it only inflates." + (f" Agreed: {agreed}." if agreed else ""),
+        "- Raw TCP (limit): an `asyncio.Protocol` on the same loop that writes back what it"
+        " reads (the load generator waits for as many bytes as it sent); no WebSocket at"
+        " all. In fan-out it writes prebuilt frames; in the client scenario it is a client"
+        " that writes a premasked frame and counts the reply's bytes. For new connections,"
+        " its client closes TCP first, with no close handshake.",
+        f"- New connections: {s.connect_slots} at a time. Idle memory: {s.idle_conns:,}"
+        f" connections. Fan-out: {s.fanout_conns:,} clients; a warm-up round, then"
+        f" {s.fanout_rounds} round(s) of {s.fanout_count} messages; servers yield to their"
+        ' loop after each message, then send "end" to each client.'
+        + (f" Fan-out calls: {fanout}." if fanout else ""),
+        f"- Clients: every client against the {CLIENT_SERVER} echo server; each gets its"
+        " text messages as `str`.",
+        '- Columns: median and min – max over the runs; "vs best": median / the best'
+        ' library\'s median; "vs raw TCP": median / the raw TCP median; "CPU server /'
+        ' load": share of one core used over the measured window by the server and by the'
+        ' load generator (or the client, in the client scenario); "waited": share of that'
+        " window their main thread was ready to run but waited for its core (/proc"
+        " schedstat): other work on the machine, or the process's own threads (aiohttp"
+        " compresses large messages in threads), took it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def machine_section(machine: dict[str, Any], elapsed: float) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    start = " ".join(f"{x:.2f}" for x in machine["load_start"])
+    end = " ".join(f"{x:.2f}" for x in machine.get("load_end", ()))
+    return (
+        "## Machine\n\n"
+        f"- {machine['date']}; {machine['cpu']}, {machine['cores']} cores;"
+        f" Linux {machine['kernel']}\n"
+        f"- Python {machine['python']}; {machine['gcc']}\n"
+        f"- {versions}\n"
+        f"- Load average at start: {start}; at end: {end}. Other work on the machine makes"
+        " numbers noisy: compare ratios within one run rather than numbers across runs.\n"
+        f"- The whole run took {elapsed / 60:.1f} minutes.\n"
+    )
+
+
+def markdown(
+    scenarios: list[Scenario],
+    summaries: dict[str, dict[str, Summary]],
+    settings: Settings,
+    machine: dict[str, Any],
+    infos: dict[str, dict[str, Any]],
+    elapsed: float,
+) -> str:
+    tables = "\n".join(scenario_table(sc, summaries[sc.key]) for sc in scenarios)
+    return (
+        "# tidewire benchmarks\n\n"
+        "Made by `make bench` (bench/README.md says how). Servers: tidewire, picows,"
+        " websockets, aiohttp, and a raw TCP echo on the same event loop as their upper"
+        " limit.\n\n"
+        "## Results\n\n"
+        f"{tables}\n"
+        f"{settings_section(settings, infos)}\n"
+        f"{machine_section(machine, elapsed)}"
+    )

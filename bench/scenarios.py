@@ -1,0 +1,330 @@
+"""The scenarios: what is measured, against whom, and how one sample is taken.
+
+A sample starts a fresh server process, loads it with the C load generator (or
+one Python client, for the client scenario), and returns one number with the
+CPU shares of both sides over the measured window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench import load
+from bench.procs import BenchError, Event, JsonLinesProcess, ProcessMeter, ServerProcess
+from bench.settings import Settings
+
+SERVERS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp")
+COMPRESSING = ("tidewire", "websockets", "aiohttp")
+CLIENTS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
+LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this loop
+REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
+CLIENT_SERVER = "picows"  # the fixed server of the client scenario
+FANOUT_SIZE = 1024
+LABELS = {
+    "tidewire": "tidewire",
+    "picows": "picows",
+    "websockets": "websockets",
+    "aiohttp": "aiohttp",
+    "rawtcp": "raw TCP (limit)",
+    "loadgen": "C loadgen (reference)",
+}
+
+
+@dataclass
+class Sample:
+    value: float | None  # None: the sample failed, ``note`` says why
+    server_cpu: float | None = None  # share of one core over the measured window
+    load_cpu: float | None = None  # same, for the load generator or the client
+    server_wait: float | None = None  # share of the window it waited for its core
+    load_wait: float | None = None
+    note: str = ""
+    info: dict[str, Any] | None = None  # what the server said of itself
+
+
+Measure = Callable[[str, Settings], Sample]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    unit: str
+    what: str  # one line for results.md
+    contenders: tuple[str, ...]
+    measure: Measure
+    higher_is_better: bool = True
+
+
+def check(result: dict[str, Any], conns: int, deflate: bool = False) -> str:
+    """Raise if the run can't be trusted; return a note for minor trouble."""
+    problems = []
+    if result.get("timed_out"):
+        problems.append("timed out")
+    if result["opened"] < conns:
+        problems.append(f"{result['opened']}/{conns} connections opened")
+    if result["bad"]:
+        problems.append(f"{result['bad']} malformed messages")
+    if deflate and result["deflate"] < result["opened"]:
+        problems.append(f"compression agreed on {result['deflate']}/{result['opened']}")
+    if problems:
+        raise BenchError("; ".join(problems) + f" ({result['last_error']})")
+    if result["errors"]:
+        return f"{result['errors']} errors ({result['last_error']})"
+    return ""
+
+
+class Meters:
+    """CPU meters of the server and the load, started and stopped by the load's events."""
+
+    def __init__(self, server: ServerProcess, driver: JsonLinesProcess) -> None:
+        self.server = ProcessMeter(server.pid)
+        self.load = ProcessMeter(driver.pid)
+
+    def on_event(self, event: Event) -> None:
+        for meter in (self.server, self.load):
+            if event["event"] == "measuring":
+                meter.start()
+            elif event["event"] == "measured":
+                meter.stop()
+
+    def sample(self, value: float, note: str = "", info: dict[str, Any] | None = None) -> Sample:
+        return Sample(
+            value,
+            self.server.cpu,
+            self.load.cpu,
+            self.server.wait,
+            self.load.wait,
+            note,
+            info,
+        )
+
+
+def run_metered(
+    server: ServerProcess, driver: JsonLinesProcess, timeout: float
+) -> tuple[dict[str, Any], Meters]:
+    """Run the load generator or client to its end, metering both sides."""
+    meters = Meters(server, driver)
+    result = driver.run(timeout, meters.on_event)
+    server.check_alive()
+    return result, meters
+
+
+def echo(size: int, conns: int, binary: bool, compression: bool = False) -> Measure:
+    """Each connection keeps one message in flight; messages/s, or MB/s above 1 KiB."""
+
+    def measure(name: str, settings: Settings) -> Sample:
+        with ServerProcess(name, "echo", compression, settings) as server:
+            gen = load.loadgen(
+                "echo",
+                server.port,
+                settings,
+                conns=conns,
+                size=size,
+                binary=binary,
+                raw=name == LIMIT,
+                deflate=compression,
+                warmup=settings.warmup,
+                duration=settings.duration,
+            )
+            result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+        note = check(result, conns, compression)
+        rate = result["messages"] / result["seconds"]
+        value = rate * size / 1e6 if size > 1024 else rate
+        info = dict(server.info, extensions=result["extensions"]) if compression else server.info
+        return meters.sample(value, note, info)
+
+    return measure
+
+
+def connect(name: str, settings: Settings) -> Sample:
+    """Slots loop over: connect, upgrade, one 64 B echo, close handshake."""
+    with ServerProcess(name, "echo", False, settings) as server:
+        gen = load.loadgen(
+            "connect",
+            server.port,
+            settings,
+            conns=settings.connect_slots,
+            size=64,
+            raw=name == LIMIT,
+            warmup=settings.warmup,
+            duration=settings.duration,
+        )
+        result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+    note = check(result, 1)
+    return meters.sample(result["cycles"] / result["seconds"], note)
+
+
+def idle_memory(name: str, settings: Settings) -> Sample:
+    """Server RSS growth per open idle connection, in KiB."""
+    conns = settings.idle_conns
+    with ServerProcess(name, "echo", False, settings) as server:
+        # One short echo first, so that code paths and their imports are loaded.
+        warm = load.loadgen(
+            "echo", server.port, settings, raw=name == LIMIT, warmup=0.1, duration=0.3
+        )
+        check(warm.run(30), 1)
+        time.sleep(0.5)
+        before = server.rss_bytes()
+        after: list[int] = []
+        gen = load.loadgen(
+            "idle", server.port, settings, hold_stdin=True, conns=conns, raw=name == LIMIT, hold=120
+        )
+
+        def on_event(event: Event) -> None:
+            if event["event"] == "ready":
+                time.sleep(1.0)  # let the server finish handshakes it is still writing
+                after.append(server.rss_bytes())
+                gen.release()
+
+        result = gen.run(300, on_event)  # the load generator gives up at hold + 120 s
+        server.check_alive()
+    note = check(result, conns)
+    if not after:
+        raise BenchError("the load generator never got its connections ready")
+    if result["dropped"]:
+        raise BenchError(f"the server dropped {result['dropped']} idle connections")
+    return Sample((after[0] - before) / result["opened"] / 1024, note=note)
+
+
+def fanout(name: str, settings: Settings) -> Sample:
+    """Deliveries/s of 1 KiB messages to every client, counted at the clients."""
+    conns = settings.fanout_conns
+    with ServerProcess(name, "fanout", False, settings) as server:
+        gen = load.loadgen(
+            "fanout",
+            server.port,
+            settings,
+            conns=conns,
+            size=FANOUT_SIZE,
+            binary=True,
+            raw=name == LIMIT,
+            count=settings.fanout_count,
+            rounds=settings.fanout_rounds,
+            timeout=300,
+        )
+        result, meters = run_metered(server, gen, 330)
+    note = check(result, conns)
+    if result["seconds"] <= 0:
+        raise BenchError(f"no measured round ({result['last_error']})")
+    delivered = result["deliveries"] / result["expected"] if result["expected"] else 0.0
+    if delivered < 0.9995:
+        note = f"{delivered:.1%} delivered" + (f"; {note}" if note else "")
+    value = result["deliveries"] / result["seconds"]
+    return meters.sample(value, note, server.info)
+
+
+def client_echo(name: str, settings: Settings) -> Sample:
+    """One library's client, 64 B text echo on 1 connection, against picows."""
+    with ServerProcess(CLIENT_SERVER, "echo", False, settings) as server:
+        if name == "loadgen":
+            proc = load.loadgen(
+                "echo", server.port, settings, warmup=settings.warmup, duration=settings.duration
+            )
+        else:
+            proc = load.client(name, server.port, 64, settings)
+        result, meters = run_metered(server, proc, settings.warmup + settings.duration + 60)
+    if name == "loadgen":
+        check(result, 1)
+    return meters.sample(result["messages"] / result["seconds"])
+
+
+@dataclass(frozen=True)
+class EchoCase:
+    key: str
+    label: str  # the size, for people: "16 KiB"
+    size: int
+    conns: int
+
+    @property
+    def binary(self) -> bool:
+        return self.size > 64
+
+    @property
+    def unit(self) -> str:
+        return "MB/s" if self.size > 1024 else "messages/s"
+
+    @property
+    def title(self) -> str:
+        kind = "binary" if self.binary else "text"
+        plural = "s" if self.conns > 1 else ""
+        return f"Echo, {self.label} {kind}, {self.conns} connection{plural}"
+
+    def what(self) -> str:
+        what = self.title.replace("Echo, ", "Echo of ").replace(",", " messages,", 1)
+        what += ", one message in flight" + (" on each" if self.conns > 1 else "")
+        return what + ("; MB/s of payload echoed" if self.unit == "MB/s" else "")
+
+
+ECHO_CASES = (
+    EchoCase("echo-64-1", "64 B", 64, 1),
+    EchoCase("echo-64-64", "64 B", 64, 64),
+    EchoCase("echo-16k-16", "16 KiB", 16 * 1024, 16),
+    EchoCase("echo-1m-16", "1 MiB", 2**20, 16),
+)
+
+
+def all_scenarios(s: Settings) -> list[Scenario]:
+    scenarios = [
+        Scenario(c.key, c.title, c.unit, c.what() + ".", SERVERS, echo(c.size, c.conns, c.binary))
+        for c in ECHO_CASES
+    ]
+    scenarios.append(
+        Scenario(
+            "connect",
+            "New connections",
+            "connections/s",
+            f"{s.connect_slots} at a time: connect, upgrade, one 64 B echo, close handshake"
+            " (the server closes TCP first).",
+            SERVERS,
+            connect,
+        )
+    )
+    scenarios.append(
+        Scenario(
+            "idle-memory",
+            f"Memory per idle connection, {s.idle_conns:,} open",
+            "KiB/connection",
+            f"Server RSS growth over {s.idle_conns:,} open idle connections, divided by their"
+            " number, after one warm-up echo. Lower is better.",
+            SERVERS,
+            idle_memory,
+            higher_is_better=False,
+        )
+    )
+    scenarios.append(
+        Scenario(
+            "fanout",
+            f"Fan-out, 1 KiB to {s.fanout_conns:,} clients",
+            "deliveries/s",
+            f"A trigger makes the server send {s.fanout_count} binary messages of 1 KiB to each"
+            f" of {s.fanout_conns:,} clients; messages received per second, at the clients.",
+            SERVERS,
+            fanout,
+        )
+    )
+    scenarios += [
+        Scenario(
+            f"{c.key}-deflate",
+            f"{c.title}, compressed",
+            c.unit,
+            c.what() + "; permessage-deflate on.",
+            COMPRESSING,
+            echo(c.size, c.conns, c.binary, compression=True),
+        )
+        for c in ECHO_CASES
+    ]
+    scenarios.append(
+        Scenario(
+            "client-echo-64-1",
+            "Clients: echo, 64 B text, 1 connection",
+            "messages/s",
+            f"Each library's client against the {CLIENT_SERVER} echo server; the C loadgen row"
+            " shows how fast that server answers.",
+            CLIENTS,
+            client_echo,
+        )
+    )
+    return scenarios
