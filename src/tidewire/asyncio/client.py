@@ -28,6 +28,10 @@ HeadersLike = Headers | Mapping[str, str] | Sequence[tuple[str, str]]
 class ClientConnection(Connection):
     """The client's side of one connection, returned by ``connect()``."""
 
+    __slots__ = (
+        "handshake_done",
+    )
+
     protocol: proto.ClientProtocol
 
     def __init__(self, protocol: proto.ClientProtocol, **kwargs: Any) -> None:

@@ -29,6 +29,29 @@ class Connection(asyncio.Protocol):
     """One WebSocket connection; subclassed by ``ServerConnection`` and
     ``ClientConnection``, which add the opening handshake."""
 
+    __slots__ = (
+        "protocol",
+        "ping_interval",
+        "ping_timeout",
+        "close_timeout",
+        "write_limit",
+        "_id",
+        "logger",
+        "loop",
+        "transport",
+        "messages",
+        "closed",
+        "_pings",
+        "_drain",
+        "_write_paused",
+        "_keepalive",
+        "_close_timer",
+        "_fail_timer",
+        "_reading_paused",
+        "_sock_closed",
+        "_chunks_received",
+    )
+
     protocol: proto.ServerProtocol | proto.ClientProtocol
 
     def __init__(
@@ -45,7 +68,7 @@ class Connection(asyncio.Protocol):
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self.write_limit = write_limit
-        self.id = uuid.uuid4()
+        self._id: uuid.UUID | None = None
         self.logger = logger or logging.getLogger("tidewire")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -195,6 +218,13 @@ class Connection(asyncio.Protocol):
                 drain.set_result(None)
 
     # Public API.
+
+    @property
+    def id(self) -> uuid.UUID:
+        """A unique identifier, for logs."""
+        if self._id is None:
+            self._id = uuid.uuid4()
+        return self._id
 
     @property
     def write_paused(self) -> bool:

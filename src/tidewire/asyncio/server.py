@@ -35,6 +35,13 @@ ProcessResponse = Callable[
 class ServerConnection(Connection):
     """The server's side of one connection, handed to the handler."""
 
+    __slots__ = (
+        "server",
+        "open_timeout",
+        "handler_task",
+        "_open_timer",
+    )
+
     protocol: proto.ServerProtocol
 
     def __init__(
@@ -94,6 +101,7 @@ class ServerConnection(Connection):
         self.protocol.send_response(response)
         if self._open_timer is not None:
             self._open_timer.cancel()
+            self._open_timer = None
         if response.status == 101:
             self.start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())

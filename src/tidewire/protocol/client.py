@@ -33,6 +33,22 @@ MAX_ERROR_BODY = 1 << 16
 class ClientProtocol(Connection):
     """Client side of a connection to ``uri``."""
 
+    __slots__ = (
+        "uri",
+        "origin",
+        "subprotocols",
+        "compression",
+        "extra_headers",
+        "user_agent",
+        "key",
+        "response",
+        "subprotocol",
+        "handshake_exc",
+        "_head",
+        "_refusal",
+        "_body_left",
+    )
+
     side = Side.CLIENT
 
     def __init__(

@@ -77,6 +77,24 @@ class Side(enum.Enum):
 class Connection:
     """One WebSocket connection, either side, once the handshake is done."""
 
+    __slots__ = (
+        "state",
+        "max_size",
+        "deflate",
+        "reader",
+        "close_rcvd",
+        "close_sent",
+        "close_rcvd_then_sent",
+        "exc",
+        "defer_failures",
+        "pending_failure",
+        "_events",
+        "_out",
+        "_failed",
+        "_sending_fragments",
+        "_compress_fragments",
+    )
+
     side: Side
 
     def __init__(

@@ -9,6 +9,7 @@ headers) before the limit is buffered, so a peer can't make us hold more.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -169,7 +170,10 @@ def _parse_headers(lines: list[bytes]) -> Headers:
         value = value.strip(b" \t")
         if not _VALUE.fullmatch(value):
             raise InvalidMessage(f"invalid value in header {name.decode()}")
-        headers.add(name.decode(), value.decode("latin-1"))
+        # Interned: every connection shares one copy of "Host", "websocket"...
+        # and an idle connection keeps its request for its whole life.
+        text = value.decode("latin-1")
+        headers.add(sys.intern(name.decode()), sys.intern(text) if len(text) <= 64 else text)
     return headers
 
 

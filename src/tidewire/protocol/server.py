@@ -45,6 +45,20 @@ class ServerProtocol(Connection):
     it off.
     """
 
+    __slots__ = (
+        "origins",
+        "subprotocols",
+        "select_subprotocol",
+        "compression",
+        "server_header",
+        "request",
+        "response",
+        "subprotocol",
+        "handshake_exc",
+        "_head",
+        "_pending_deflate",
+    )
+
     side = Side.SERVER
 
     def __init__(
