@@ -184,7 +184,10 @@ class Connection(asyncio.Protocol):
     def _flush(self) -> None:
         out = self.protocol.data_to_send()
         if out and self.transport is not None and not self._sock_closed:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)  # one writev() on uvloop
 
     def _close_socket(self) -> None:
         transport = self.transport

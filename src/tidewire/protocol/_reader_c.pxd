@@ -25,6 +25,7 @@ cdef class Reader:
 
     cpdef feed(self, data, list events)
     cdef Py_ssize_t _read_header(self, bytearray buf, Py_ssize_t pos) except -1
+    cdef bytes _take(self, bytearray buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)
     cdef _data(self, bytes piece, bint frame_end, list events)
     cdef object _limit(self)

@@ -44,6 +44,7 @@ from .frames import (
     Pong,
     build_close,
     build_frame,
+    build_frame_parts,
     check_close_code,
 )
 from .http import Request, Response
@@ -59,6 +60,7 @@ Event = str | bytes | Ping | Pong | Close | Request | Response
 __all__ = ["State", "Side", "Connection", "Event", "DEFAULT_MAX_SIZE"]
 
 DEFAULT_MAX_SIZE = 1 << 20
+_SPLIT_FRAMES_ABOVE = 1 << 16
 _OK_CODES = (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS)
 
 
@@ -223,7 +225,7 @@ class Connection:
         if self._compress_fragments:
             assert self.deflate is not None
             data = self.deflate.compress(data, fin)
-        self._out.append(self._frame(Opcode.CONT, data, fin, False))
+        self._append_frame(Opcode.CONT, data, fin, False)
         self._sending_fragments = not fin
 
     def _send_data(self, opcode: Opcode, data: bytes, fin: bool) -> None:
@@ -235,7 +237,7 @@ class Connection:
         if deflate is not None and deflate.can_compress:
             data = deflate.compress(data, fin)
             rsv1 = True
-        self._out.append(self._frame(opcode, data, fin, rsv1))
+        self._append_frame(opcode, data, fin, rsv1)
         self._sending_fragments = not fin
         self._compress_fragments = rsv1 and not fin
 
@@ -343,11 +345,15 @@ class Connection:
         self._write(Opcode.CLOSE, build_close(close))
 
     def _write(self, opcode: Opcode, payload: bytes) -> None:
-        self._out.append(self._frame(opcode, payload, True, False))
+        self._append_frame(opcode, payload, True, False)
 
-    def _frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> bytes:
+    def _append_frame(self, opcode: int, payload: bytes, fin: bool, rsv1: bool) -> None:
         mask = os.urandom(4) if self.side is Side.CLIENT else None
-        return build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask)
+        if len(payload) < _SPLIT_FRAMES_ABOVE:
+            self._out.append(build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+        else:
+            # Header and payload go out side by side: no copy of a large payload.
+            self._out.extend(build_frame_parts(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
 
     def set_deflate(self, deflate: Deflate | None) -> None:
         """Install the permessage-deflate codec agreed in the handshake."""

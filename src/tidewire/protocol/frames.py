@@ -20,6 +20,7 @@ __all__ = [
     "Pong",
     "CloseCode",
     "build_frame",
+    "build_frame_parts",
     "parse_close",
     "build_close",
     "check_close_code",
@@ -157,6 +158,19 @@ def build_frame(
     mask: bytes | None = None,
 ) -> bytes:
     """Serialize one frame. ``mask`` is the 4-byte key, required from a client."""
+    return b"".join(build_frame_parts(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+
+
+def build_frame_parts(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    mask: bytes | None = None,
+) -> tuple[bytes, bytes]:
+    """A frame as its header (with the mask key) and its payload (masked), so
+    that a large payload is written as it is instead of copied behind a header."""
     head = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     length = len(payload)
     mbit = 0x80 if mask is not None else 0
@@ -167,5 +181,5 @@ def build_frame(
     else:
         header = _H10.pack(head, mbit | 127, length)
     if mask is None:
-        return header + payload
-    return header + mask + apply_mask(payload, mask)
+        return header, payload
+    return header + mask, apply_mask(payload, mask)

@@ -102,7 +102,7 @@ class Reader:
                 if avail == 0 and remaining > 0:
                     break
                 n = remaining if avail >= remaining else avail
-                piece = bytes(buf[pos : pos + n])
+                piece = self._take(buf, pos, n)
                 pos += n
                 self._data(piece, n == remaining, events)
                 if self._remaining != _NO_FRAME:
@@ -200,11 +200,24 @@ class Reader:
         else:
             events.append(parse_close(payload))
 
+    def _take(self, buf: bytearray, pos: int, n: int) -> bytes:
+        """Copy ``n`` payload bytes at ``pos`` out of ``buf``, unmasked."""
+        mask = self._mask
+        if n < 4096:
+            piece = bytes(buf[pos : pos + n])
+            if mask is not None and n:
+                piece = apply_mask(piece, _rotate(mask, self._offset))
+            return piece
+        # Large payloads are copied once, straight from the buffer.
+        with memoryview(buf) as view, view[pos : pos + n] as chunk:
+            if mask is None:
+                return bytes(chunk)
+            return apply_mask(chunk, _rotate(mask, self._offset))
+
     def _data(self, piece: bytes, frame_end: bool, events: list[Event]) -> None:
-        """Take ``piece``, the next part of the current data frame's payload."""
+        """Take ``piece``, the next part of the current data frame's payload,
+        already unmasked."""
         n = len(piece)
-        if self._mask is not None and n:
-            piece = apply_mask(piece, _rotate(self._mask, self._offset))
         self._offset += n
         self._remaining -= n
         last = frame_end and self._fin
