@@ -6,6 +6,7 @@ import tidewire
 import tidewire.asyncio
 import tidewire.exceptions
 import tidewire.protocol
+import tidewire.sync
 
 PUBLIC = {
     "__version__", "connect", "serve", "broadcast", "Connection", "ClientConnection",
@@ -23,10 +24,14 @@ def test_top_level_exports_are_pinned() -> None:
 
 
 def test_every_exported_name_resolves() -> None:
-    modules = (tidewire, tidewire.asyncio, tidewire.exceptions, tidewire.protocol)
+    modules = (tidewire, tidewire.asyncio, tidewire.sync, tidewire.exceptions, tidewire.protocol)
     for module in modules:
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+
+
+def test_sync_has_the_names_of_asyncio() -> None:
+    assert set(tidewire.sync.__all__) == set(tidewire.asyncio.__all__) - {"broadcast"}
 
 
 def test_exceptions_share_one_root() -> None:

@@ -17,3 +17,11 @@ def test_protocol_core_imports_no_io_modules() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == ""
+
+
+def test_sync_layer_imports_no_asyncio() -> None:
+    code = "import sys, tidewire.sync\nprint('asyncio' in sys.modules)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
