@@ -77,7 +77,12 @@ class ServerConnection(Connection):
 
     def _on_handshake(self, event: proto.Request | proto.Response) -> None:
         assert isinstance(event, proto.Request)
-        self.loop.create_task(self._handshake(event))
+        server = self.server
+        if server.process_request is None and server.process_response is None:
+            # Nothing to wait for: answer now, without a task.
+            self._respond(self.protocol.accept(event))
+        else:
+            self.loop.create_task(self._handshake(event))
 
     async def _handshake(self, request: Request) -> None:
         server = self.server
@@ -96,8 +101,12 @@ class ServerConnection(Connection):
         except Exception:
             logger.error("error in the opening handshake hook", exc_info=True)
             response = self.protocol.reject(500, "Internal server error.\n")
-        if self._sock_closed:
-            return
+        if not self._sock_closed:
+            self._respond(response)
+            self._process()
+
+    def _respond(self, response: Response) -> None:
+        """Send the answer to the upgrade request; a 101 starts the handler."""
         self.protocol.send_response(response)
         if self._open_timer is not None:
             self._open_timer.cancel()
@@ -105,7 +114,6 @@ class ServerConnection(Connection):
         if response.status == 101:
             self.start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
-        self._process()
 
     async def _run_handler(self) -> None:
         try:
