@@ -13,13 +13,14 @@ LOADGEN := bench/loadgen/loadgen
 $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
 		src/tidewire/protocol/reader.py src/tidewire/protocol/_reader_c.pxd
 	@command -v microsocks >/dev/null || { apt-get update && apt-get install -y microsocks; }
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/tidewire echo
+	$(BIN)/tidewire serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests compliance

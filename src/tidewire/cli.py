@@ -1,4 +1,4 @@
-"""The ``tidewire`` command: ``echo`` and ``connect``.
+"""The ``tidewire`` command: ``serve``, ``echo`` and ``connect``.
 
 It only parses arguments and calls the library.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import secrets
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -93,9 +95,92 @@ async def run_connect(uri: str) -> int:
     return 0
 
 
+SERVE_OPTIONS = ("host", "port", "config", "broker", "api_key", "token_secret", "demo")
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"TIDEWIRE_{name.upper()}") or None
+
+
+def serve_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Each option from the command line, else from TIDEWIRE_<NAME>, else unset."""
+    out: dict[str, Any] = {}
+    for name in SERVE_OPTIONS:
+        value = getattr(args, name)
+        if value is None:
+            value = _env(name)
+            if value is not None and name == "port":
+                if not value.isdigit():
+                    raise ValueError(f"TIDEWIRE_PORT must be a port number, not {value!r}")
+                value = int(value)
+            elif value is not None and name == "demo":
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(f"TIDEWIRE_DEMO must be true or false, not {value!r}")
+                value = value.lower() in ("1", "true", "yes", "on")
+        out[name] = value
+    return out
+
+
+async def run_serve(settings: dict[str, Any]) -> int:
+    from .hub import ConfigError, Hub, load_config
+
+    path = settings.pop("config")
+    try:
+        config = load_config(path, **settings)
+        generated = config.api_key is None
+        if generated:
+            from dataclasses import replace
+
+            config = replace(config, api_key=secrets.token_urlsafe(18))
+        hub = Hub(config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await hub.start()
+    except OSError as exc:
+        print(f"error: can't listen on {config.host}:{config.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    base = f"http://{config.host}:{hub.port}"
+    note = " (generated for this run; set --api-key or TIDEWIRE_API_KEY)" if generated else ""
+    print(
+        f"tidewire hub listening on {base}/ (WebSocket: ws://{config.host}:{hub.port}/ws)\n"
+        f"broker: {config.broker}; demo publisher: {'on' if config.demo else 'off'}\n"
+        f"API key: {config.api_key}{note}\n"
+        f"publish: curl -H 'Authorization: Bearer {config.api_key}' "
+        f"-H 'Content-Type: application/json' "
+        f"-d '{{\"channel\": \"chat:lobby\", \"data\": {{\"text\": \"hello\"}}}}' "
+        f"{base}/api/publish",
+        flush=True,
+    )
+    await stop.wait()
+    print("shutting down: closing clients", flush=True)
+    await hub.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tidewire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    hub = sub.add_parser(
+        "serve",
+        help="run the real-time hub (channels, presence, history, HTTP API, demo page)",
+        description="Each option can also come from an environment variable "
+        "TIDEWIRE_<OPTION> (TIDEWIRE_API_KEY, ...), then from the --config file.",
+    )
+    hub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    hub.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    hub.add_argument("--config", metavar="FILE", help="TOML config file (see docs/hub.md)")
+    hub.add_argument("--broker", help="memory (the default)")
+    hub.add_argument("--api-key", help="key of the HTTP API (generated when not set)")
+    hub.add_argument("--token-secret", help="HS256 secret of connection tokens (JWT)")
+    hub.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,
+                     help="run the demo ticker publisher (default on)")
     echo = sub.add_parser("echo", help="run an echo server (compression on, 16 MiB limit)")
     echo.add_argument("--host", default="127.0.0.1")
     echo.add_argument("--port", type=int, default=9001)
@@ -104,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
+        if args.command == "serve":
+            logging.getLogger("tidewire").setLevel(logging.INFO)
+            try:
+                settings = serve_settings(args)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            return run(run_serve(settings))
         if args.command == "echo":
             try:
                 run(run_echo(args.host, args.port))

@@ -112,6 +112,60 @@ def test_server_keeps_frames_that_follow_the_request() -> None:
     assert server.events_received() == ["hi"]
 
 
+def post(body: bytes, **headers: str) -> bytes:
+    head = b"POST /api/publish HTTP/1.1\r\nHost: hub\r\n"
+    head += b"".join(f"{k.replace('_', '-')}: {v}\r\n".encode() for k, v in headers.items())
+    return head + b"\r\n" + body
+
+
+def test_server_reads_request_body_when_allowed() -> None:
+    server = ServerProtocol(max_body=100)
+    data = post(b'{"a": 1}', Content_Length="8")
+    for i in range(len(data)):  # byte by byte: nothing until the body is whole
+        assert server.events_received() == []
+        server.receive_data(data[i : i + 1])
+    (req,) = server.events_received()
+    assert isinstance(req, Request)
+    assert (req.method, req.path, req.body) == ("POST", "/api/publish", b'{"a": 1}')
+
+
+def test_server_refuses_a_body_over_the_limit_before_reading_it() -> None:
+    server = ServerProtocol(max_body=10)
+    server.receive_data(post(b"", Content_Length="11"))
+    data = b"".join(server.data_to_send())
+    assert data.startswith(b"HTTP/1.1 413 ")
+    assert b"over 10 bytes" in data
+    assert server.close_expected()
+
+
+@pytest.mark.parametrize(
+    "headers, status, message",
+    [
+        ({"Transfer_Encoding": "chunked"}, 411, "Content-Length"),
+        ({"Content_Length": "ten"}, 400, "invalid Content-Length"),
+        ({"Content_Length": "-1"}, 400, "invalid Content-Length"),
+    ],
+)
+def test_server_refuses_bodies_it_cant_delimit(
+    headers: dict[str, str], status: int, message: str
+) -> None:
+    server = ServerProtocol(max_body=100)
+    server.receive_data(post(b"", **headers))
+    data = b"".join(server.data_to_send())
+    assert data.startswith(b"HTTP/1.1 %d " % status)
+    assert message.encode() in data
+
+
+def test_server_refuses_to_upgrade_other_methods() -> None:
+    server = ServerProtocol()
+    server.receive_data(post(b""))
+    (req,) = server.events_received()
+    assert isinstance(req, Request) and req.method == "POST"
+    response = server.accept(req)
+    assert response.status == 405 and response.headers["Allow"] == "GET"
+    assert b"method POST not allowed" in response.body
+
+
 def client() -> ClientProtocol:
     return ClientProtocol(parse_uri("ws://example.com:8080/x?y=1"), subprotocols=["chat"])
 

@@ -371,6 +371,15 @@ class Connection(asyncio.Protocol):
         else:
             p.send_binary(data, fin)
 
+    async def drain(self) -> None:
+        """Wait until the write buffer is below ``write_limit`` again, for code
+        that writes without waiting (``broadcast()``) and wants to pace itself.
+
+        Raise ``ConnectionClosed`` if the connection closes meanwhile.
+        """
+        if self._write_paused or self._sock_closed:
+            await self._wait_drain()
+
     async def _wait_drain(self) -> None:
         if self._sock_closed:
             raise self.protocol.close_exc()

@@ -184,20 +184,25 @@ class Server:
         """The port of the first listening socket (handy with port 0)."""
         return int(self.sockets[0].getsockname()[1])
 
-    def close(self, close_connections: bool = True) -> None:
-        """Stop accepting; close every connection with 1001 (going away)."""
+    def close(self, close_connections: bool = True, *, reason: str = "") -> None:
+        """Stop accepting; close every connection with 1001 (going away) and
+        ``reason``, for example a hint that clients may reconnect elsewhere."""
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(
-                self._close(close_connections)
+                self._close(close_connections, reason)
             )
 
-    async def _close(self, close_connections: bool) -> None:
+    async def _close(self, close_connections: bool, reason: str) -> None:
         if self.server is not None:
             self.server.close()
         conns = list(self._connections)
         if close_connections:
             await asyncio.gather(
-                *(c.close(CloseCode.GOING_AWAY) for c in conns if c.state is proto.State.OPEN)
+                *(
+                    c.close(CloseCode.GOING_AWAY, reason)
+                    for c in conns
+                    if c.state is proto.State.OPEN
+                )
             )
             for c in conns:
                 if c.transport is not None and c.state is proto.State.CONNECTING:
@@ -233,6 +238,11 @@ class serve:
     connection; the connection is closed when it returns. Other keyword
     arguments go to ``loop.create_server`` (``ssl``, ``sock``, ``reuse_port``,
     ``backlog``...).
+
+    ``process_request`` also sees requests that aren't upgrades, so that one
+    port can serve an HTTP API beside the WebSocket endpoint: with
+    ``max_request_body`` above 0, a request's body (up to that many bytes,
+    delimited by Content-Length) is read first and found in ``request.body``.
     """
 
     def __init__(
@@ -256,6 +266,7 @@ class serve:
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_queue: int | None = 16,
         write_limit: int = 2**16,
+        max_request_body: int = 0,
         ssl: ssl_module.SSLContext | None = None,
         unix_path: str | None = None,
         **kwargs: Any,
@@ -272,6 +283,7 @@ class serve:
                 compression=options if compression else None,
                 max_size=max_size,
                 server_header=server_header,
+                max_body=max_request_body,
             )
 
         self._handler = handler

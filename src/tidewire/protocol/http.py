@@ -21,6 +21,7 @@ __all__ = [
     "Response",
     "parse_request",
     "parse_response",
+    "request_body_length",
     "MAX_LINE",
     "MAX_HEAD",
     "MAX_HEADERS",
@@ -98,15 +99,21 @@ class Headers:
 
 @dataclass
 class Request:
-    """An HTTP GET request for the upgrade."""
+    """An HTTP request: the GET of an upgrade, or any request that a server's
+    ``process_request`` answers itself (``body`` is read only where the server
+    allows bodies)."""
 
     path: str
     headers: Headers = field(default_factory=Headers)
+    method: str = "GET"
+    body: bytes = b""
 
     def serialize(self) -> bytes:
-        return b"GET %s HTTP/1.1\r\n%s\r\n" % (
+        return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (
+            self.method.encode(),
             self.path.encode(),
             self.headers.serialize(),
+            self.body,
         )
 
 
@@ -203,14 +210,28 @@ def parse_request(buf: bytearray | bytes) -> tuple[Request, int] | None:
             f"unsupported HTTP version {_show(version)}; WebSocket needs HTTP/1.1",
             505,
         )
-    if method != b"GET":
-        raise InvalidMessage(
-            f"method {_show(method)} not allowed; the upgrade is a GET", 405
-        )
+    if not _TOKEN.fullmatch(method):
+        raise InvalidMessage(f"malformed request line: {_show(first)}")
     if not target.startswith(b"/") or not _VALUE.fullmatch(target):
         raise InvalidMessage(f"invalid request target: {_show(target)}")
     headers = _parse_headers(lines)
-    return Request(target.decode("latin-1"), headers), size
+    return Request(target.decode("latin-1"), headers, method.decode()), size
+
+
+def request_body_length(request: Request) -> int:
+    """How many body bytes follow the head of ``request`` (RFC 9112 section 6).
+
+    Raise ``InvalidMessage``: 411 for a chunked body (send Content-Length),
+    400 for a Content-Length that isn't one number.
+    """
+    if "Transfer-Encoding" in request.headers:
+        raise InvalidMessage("chunked request bodies aren't supported; send Content-Length", 411)
+    values = request.headers.get_all("Content-Length")
+    if not values:
+        return 0
+    if len(set(values)) != 1 or not values[0].isdigit() or len(values[0]) > 18:
+        raise InvalidMessage(f"invalid Content-Length: {', '.join(values)[:40]}")
+    return int(values[0])
 
 
 def parse_response(buf: bytearray | bytes) -> tuple[Response, int] | None:

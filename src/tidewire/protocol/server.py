@@ -1,7 +1,8 @@
 """The server side: a ``Connection`` that begins by answering the HTTP upgrade.
 
-In state CONNECTING the server parses the request and emits a ``Request``
-event (or answers a malformed one by itself). The I/O layer then calls
+In state CONNECTING the server parses the request (and its body, up to
+``max_body`` bytes, for requests that the I/O layer's hook answers itself) and
+emits a ``Request`` event, or answers a malformed one by itself. The I/O layer then calls
 ``accept(request)``, optionally replaces its result (``process_request``), and
 hands the chosen response to ``send_response``; a 101 opens the connection.
 """
@@ -15,7 +16,7 @@ from ..exceptions import InvalidHandshake, InvalidHeader, InvalidMessage, Negoti
 from .connection import DEFAULT_MAX_SIZE, Connection, Side, State
 from .deflate import DEFAULT_OPTIONS, Deflate, DeflateOptions, parse_extensions, server_accept
 from .handshake import accept_key, check_key, single, split_tokens
-from .http import Headers, Request, Response, parse_request
+from .http import Headers, Request, Response, parse_request, request_body_length
 
 __all__ = ["ServerProtocol"]
 
@@ -27,6 +28,8 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
     414: "URI Too Long",
     426: "Upgrade Required",
     431: "Request Header Fields Too Large",
@@ -42,7 +45,8 @@ class ServerProtocol(Connection):
     ``origins``: allowed Origin values (``None`` in the list admits requests
     without one); ``None`` allows all. ``subprotocols``: supported, in order of
     preference. ``compression``: permessage-deflate settings, ``None`` to turn
-    it off.
+    it off. ``max_body``: largest request body read (413 above it); 0 reads
+    none, for a server that only upgrades.
     """
 
     __slots__ = (
@@ -57,6 +61,9 @@ class ServerProtocol(Connection):
         "handshake_exc",
         "_head",
         "_pending_deflate",
+        "max_body",
+        "_parsed",
+        "_body_size",
     )
 
     side = Side.SERVER
@@ -70,8 +77,12 @@ class ServerProtocol(Connection):
         compression: DeflateOptions | None = DEFAULT_OPTIONS,
         max_size: int | None = DEFAULT_MAX_SIZE,
         server_header: str | None = SERVER_HEADER,
+        max_body: int = 0,
     ) -> None:
         super().__init__(max_size=max_size, state=State.CONNECTING)
+        self.max_body = max_body
+        self._parsed: Request | None = None  # head read, body still coming
+        self._body_size = 0
         self.origins = origins
         self.subprotocols = list(subprotocols or ())
         self.select_subprotocol = select_subprotocol
@@ -94,16 +105,30 @@ class ServerProtocol(Connection):
         if self.request is not None:
             return  # the request is being processed; keep what comes next
         try:
-            parsed = parse_request(self._head)
+            if self._parsed is None:
+                parsed = parse_request(self._head)
+                if parsed is None:
+                    return
+                self._parsed, size = parsed
+                del self._head[:size]
+                if self.max_body > 0:
+                    self._body_size = request_body_length(self._parsed)
+                    if self._body_size > self.max_body:
+                        raise InvalidMessage(
+                            f"request body is over {self.max_body} bytes", 413
+                        )
         except InvalidMessage as exc:
             self.handshake_exc = exc
             self.send_response(self.reject(exc.status, f"Bad request: {exc}.\n"))
             return
-        if parsed is None:
+        if len(self._head) < self._body_size:
             return
-        self.request, size = parsed
-        del self._head[:size]
-        self._events.append(self.request)
+        request = self._parsed
+        if self._body_size:
+            request.body = bytes(self._head[: self._body_size])
+            del self._head[: self._body_size]
+        self.request = request
+        self._events.append(request)
 
     def receive_eof(self) -> None:
         if self.state is State.CONNECTING and self.handshake_exc is None and self._head:
@@ -129,6 +154,10 @@ class ServerProtocol(Connection):
         return Response(101, _REASONS[101], headers)
 
     def _handshake(self, request: Request) -> Headers:
+        if request.method != "GET":
+            raise InvalidMessage(
+                f"method {request.method[:20]} not allowed; the upgrade is a GET", 405
+            )
         h = request.headers
         upgrade = h.get_all("Upgrade")
         if not upgrade:

@@ -314,6 +314,7 @@ def serve(
     close_timeout: float | None = 10,
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int | None = 16,
+    max_request_body: int = 0,
     ssl: ssl_module.SSLContext | None = None,
     unix_path: str | None = None,
     sock: socket.socket | None = None,
@@ -341,6 +342,7 @@ def serve(
             compression=options if compression else None,
             max_size=max_size,
             server_header=server_header,
+            max_body=max_request_body,
         )
 
     if unix_path is not None:

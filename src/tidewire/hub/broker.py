@@ -1,0 +1,171 @@
+"""The broker interface: what the hub needs from whatever carries its messages.
+
+A broker assigns each publication its offset, keeps the bounded history,
+delivers publications and presence changes to the hub nodes that listen to a
+channel, and keeps presence. ``memory`` (``MemoryBroker``) does it in one
+process; a Redis broker does it for many nodes. The hub calls only what is
+here, so that a broker plugs in without changes to the hub:
+
+- ``start(sink)`` / ``close()``: ``sink`` receives the events of the channels
+  this node listens to, in each channel's order;
+- ``listen(channel)`` / ``unlisten(channel)``: the node has its first
+  subscriber to ``channel`` / has lost its last one;
+- ``publish``, ``history``, ``presence_add``, ``presence_remove``, ``presence``.
+
+Every coroutine raises ``BrokerUnavailable`` when the broker can't be reached,
+which the hub answers with 503 rather than accepting and then losing a message.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..exceptions import TidewireError
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailable",
+    "ClientInfo",
+    "EventSink",
+    "History",
+    "Join",
+    "Leave",
+    "Position",
+    "Publication",
+]
+
+
+class BrokerUnavailable(TidewireError):
+    """The broker can't be reached; nothing was done."""
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A place in a channel's stream: every offset up to ``offset`` of ``epoch``."""
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who a subscriber is, as presence shows it."""
+
+    client: str
+    user: str
+    info: str | None = None  # a JSON object, already encoded
+
+    def to_json(self) -> str:
+        import json
+
+        body = f'"client":{json.dumps(self.client)},"user":{json.dumps(self.user)}'
+        if self.info is not None:
+            body += f',"info":{self.info}'
+        return "{" + body + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message in a channel. ``data`` is JSON text, encoded once by the
+    publisher and never decoded on the way; ``time`` is when it was accepted
+    (``time.time()``), for the delivery-latency metric."""
+
+    offset: int
+    data: str
+    sender: ClientInfo | None = None
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    client: ClientInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    client: ClientInfo
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What ``history()`` found.
+
+    ``top`` is the channel's latest position. ``publications`` are oldest
+    first. ``complete`` is true when they are every publication after the
+    asked position (always true without one).
+    """
+
+    top: Position
+    publications: list[Publication]
+    complete: bool = True
+
+
+class EventSink(Protocol):
+    def __call__(self, channel: str, event: Publication | Join | Leave) -> None: ...
+
+
+class Broker(abc.ABC):
+    """The base of every broker; see the module docstring for the contract."""
+
+    @abc.abstractmethod
+    async def start(self, sink: EventSink) -> None:
+        """Connect; from now on deliver events of listened channels to ``sink``."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop delivering and release every resource."""
+
+    @abc.abstractmethod
+    async def listen(self, channel: str) -> None:
+        """Deliver ``channel``'s events to this node's sink."""
+
+    @abc.abstractmethod
+    async def unlisten(self, channel: str) -> None:
+        """Stop delivering ``channel``'s events to this node."""
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        channel: str,
+        data: str,
+        *,
+        sender: ClientInfo | None = None,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+    ) -> Position:
+        """Give ``data`` the channel's next offset, keep it in the channel's
+        history (at most ``history_size`` entries, ``history_ttl`` seconds),
+        deliver it to every listening node; return its position."""
+
+    @abc.abstractmethod
+    async def history(
+        self, channel: str, *, since: Position | None = None, limit: int | None = None
+    ) -> History:
+        """The channel's publications: after ``since`` if given (``complete``
+        says whether any are missing), else the latest ``limit`` (``None``:
+        all kept; ``0``: none, only ``top``)."""
+
+    @abc.abstractmethod
+    async def presence_add(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
+        """Record ``client`` as subscribed; with ``notify``, deliver a ``Join``."""
+
+    @abc.abstractmethod
+    async def presence_remove(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
+        """Forget ``client`` in ``channel``; with ``notify``, deliver a ``Leave``."""
+
+    @abc.abstractmethod
+    async def presence(self, channel: str) -> list[ClientInfo]:
+        """Every client subscribed to ``channel``, on every node."""
+
+    @abc.abstractmethod
+    async def channels(self) -> dict[str, int]:
+        """Channels with subscribers or history, and how many subscribers
+        each has on every node (the hub records every subscriber's presence;
+        a namespace's ``presence`` setting only decides who may read it)."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while the broker is unreachable."""
+        return True

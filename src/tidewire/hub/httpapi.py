@@ -1,0 +1,260 @@
+"""The hub's plain HTTP side: the API for backends, health, metrics, static files.
+
+Every request arrives through the library's ``process_request`` hook, body read
+already (up to ``max_message_size``). Each answer closes its connection.
+Errors are JSON ``{"error": "..."}`` with the status: 400 for a bad body, 401
+for a wrong or missing API key, 404 for an unknown path or channel namespace,
+405 for a wrong method, 503 while the broker is unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from ..protocol import Headers, Request, Response
+from .auth import check_api_key
+from .broker import BrokerUnavailable
+from .metrics import CONTENT_TYPE as METRICS_TYPE
+from .wire import RequestError, channel_name, dumps, position_from
+
+if TYPE_CHECKING:
+    from .. import asyncio as tw
+    from .app import Hub
+
+__all__ = ["HttpApi", "HttpError"]
+
+logger = logging.getLogger("tidewire.hub.http")
+
+JSON = "application/json"
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/demo.css": ("demo.css", "text/css; charset=utf-8"),
+    "/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
+    "/tidewire.js": ("tidewire.js", "text/javascript; charset=utf-8"),
+    "/tidewire.d.ts": ("tidewire.d.ts", "application/typescript; charset=utf-8"),
+}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+Route = Callable[["HttpApi", Request, dict[str, list[str]]], Awaitable[Any]]
+
+
+class HttpApi:
+    """Answers every HTTP request that isn't the upgrade on ``/ws``."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._static: dict[str, bytes] = {}
+
+    async def handle(self, conn: tw.ServerConnection, request: Request) -> Response:
+        path, _, query = request.path.partition("?")
+        method = request.method
+        self.hub.metrics.http_requests += 1
+        try:
+            if "upgrade" in (request.headers.get("Connection") or "").lower():
+                raise HttpError(404, f"no WebSocket endpoint at {path}; connect to /ws")
+            if path in STATIC:
+                if method not in ("GET", "HEAD"):
+                    raise HttpError(405, f"{method} not allowed", {"Allow": "GET, HEAD"})
+                return self._file(path, head=method == "HEAD")
+            routes = ROUTES.get(path)
+            if routes is None:
+                raise HttpError(404, f"nothing at {path}")
+            route = routes.get(method)
+            if route is None:
+                raise HttpError(405, f"{method} not allowed on {path}",
+                                {"Allow": ", ".join(routes)})
+            if path.startswith("/api/"):
+                self._authorize(request)
+            result = await route(self, request, parse_qs(query))
+        except HttpError as exc:
+            return _json(exc.status, {"error": exc.message}, exc.headers)
+        except RequestError as exc:
+            return _json(int(exc.code), {"error": exc.message})
+        except BrokerUnavailable as exc:
+            return _json(503, {"error": f"broker unavailable, nothing was done: {exc}"})
+        except Exception:
+            logger.exception("%s %s failed", method, path)
+            return _json(500, {"error": "internal error; see the hub's log"})
+        if isinstance(result, Response):
+            return result
+        return _json(200, result)
+
+    def _authorize(self, request: Request) -> None:
+        if self.hub.config.api_key is None:
+            raise HttpError(401, "the HTTP API is off: start the hub with --api-key")
+        scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not check_api_key(key.strip(), self.hub.config.api_key):
+            raise HttpError(401, "missing or wrong API key; send Authorization: Bearer <key>",
+                            {"WWW-Authenticate": 'Bearer realm="tidewire"'})
+
+    def _file(self, path: str, *, head: bool) -> Response:
+        name, content_type = STATIC[path]
+        body = self._static.get(name)
+        if body is None:
+            body = self._static[name] = (
+                resources.files("tidewire.hub").joinpath("static").joinpath(name).read_bytes()
+            )
+        response = _response(200, body, content_type, {"Cache-Control": "no-cache"})
+        if head:
+            response.body = b""
+        return response
+
+    # Routes.
+
+    async def _healthz(self, request: Request, query: dict[str, list[str]]) -> Response:
+        healthy = self.hub.broker.healthy
+        body = {"status": "ok" if healthy else "degraded", "broker": self.hub.config.broker,
+                "broker_up": healthy, "connections": len(self.hub.sessions)}
+        return _json(200, body)
+
+    async def _metrics(self, request: Request, query: dict[str, list[str]]) -> Response:
+        return _response(200, self.hub.metrics.render(), METRICS_TYPE)
+
+    async def _publish(self, request: Request, query: dict[str, list[str]]) -> Any:
+        body = _body(request)
+        channel = _channel(body.get("channel"))
+        data = _data(body)
+        pos = await self.hub.publish(channel, data)
+        return {"channel": channel, "epoch": pos.epoch, "offset": pos.offset}
+
+    async def _broadcast(self, request: Request, query: dict[str, list[str]]) -> Any:
+        body = _body(request)
+        channels = body.get("channels")
+        if not isinstance(channels, list) or not channels:
+            raise HttpError(400, "channels must be a non-empty list of channel names")
+        names = [_channel(c) for c in channels]
+        for name in names:
+            self.hub.namespace(name)  # all or nothing: 404 before publishing any
+        data = _data(body)
+        results = []
+        for name in names:
+            pos = await self.hub.publish(name, data)
+            results.append({"channel": name, "epoch": pos.epoch, "offset": pos.offset})
+        return {"results": results}
+
+    async def _channels(self, request: Request, query: dict[str, list[str]]) -> Any:
+        counts = await self.hub.broker.channels()
+        return {"channels": [{"channel": c, "subscribers": n} for c, n in sorted(counts.items())]}
+
+    async def _presence(self, request: Request, query: dict[str, list[str]]) -> Any:
+        channel = _channel(_one(query, "channel"))
+        self.hub.namespace(channel)
+        clients = await self.hub.broker.presence(channel)
+        return {"channel": channel,
+                "clients": [json.loads(c.to_json()) for c in clients]}
+
+    async def _history(self, request: Request, query: dict[str, list[str]]) -> Any:
+        channel = _channel(_one(query, "channel"))
+        ns = self.hub.namespace(channel)
+        limit = _int(query, "limit")
+        since = None
+        if "epoch" in query or "offset" in query:
+            since = position_from({"epoch": _one(query, "epoch"),
+                                   "offset": _int(query, "offset")}, "epoch and offset")
+        history = await self.hub.history(channel, ns, limit, since)
+        out: dict[str, Any] = {
+            "channel": channel,
+            "epoch": history.top.epoch,
+            "offset": history.top.offset,
+            "publications": [
+                {"offset": p.offset, "data": json.loads(p.data)}
+                | ({} if p.sender is None else {"from": json.loads(p.sender.to_json())})
+                for p in history.publications
+            ],
+        }
+        if since is not None:
+            out["recovered"] = history.complete
+        return out
+
+    async def _disconnect(self, request: Request, query: dict[str, list[str]]) -> Any:
+        body = _body(request)
+        user, client = body.get("user"), body.get("client")
+        if (user is None) == (client is None):
+            raise HttpError(400, "give exactly one of user or client")
+        for value in (user, client):
+            if value is not None and not isinstance(value, str):
+                raise HttpError(400, "user and client must be strings")
+        return {"disconnected": await self.hub.disconnect(user=user, client=client)}
+
+
+ROUTES: dict[str, dict[str, Route]] = {
+    "/healthz": {"GET": HttpApi._healthz},
+    "/metrics": {"GET": HttpApi._metrics},
+    "/api/publish": {"POST": HttpApi._publish},
+    "/api/broadcast": {"POST": HttpApi._broadcast},
+    "/api/channels": {"GET": HttpApi._channels},
+    "/api/presence": {"GET": HttpApi._presence},
+    "/api/history": {"GET": HttpApi._history},
+    "/api/disconnect": {"POST": HttpApi._disconnect},
+}
+
+
+def _response(
+    status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+) -> Response:
+    headers = Headers()
+    headers.add("Content-Type", content_type)
+    headers.add("Content-Length", str(len(body)))
+    headers.add("Connection", "close")
+    for name, value in (extra or {}).items():
+        headers.add(name, value)
+    return Response(status, HTTPStatus(status).phrase, headers, body)
+
+
+def _json(status: int, value: Any, extra: dict[str, str] | None = None) -> Response:
+    return _response(status, (dumps(value) + "\n").encode(), JSON, extra)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    content_type = (request.headers.get("Content-Type") or JSON).split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise HttpError(400, f"send a JSON body (Content-Type: {JSON}), not {content_type}")
+    if not request.body:
+        raise HttpError(400, "the request has no body; send a JSON object")
+    try:
+        body = json.loads(request.body)
+    except ValueError as exc:
+        raise HttpError(400, f"the body isn't JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "the body must be a JSON object")
+    return body
+
+
+def _channel(value: Any) -> str:
+    return channel_name(value)
+
+
+def _data(body: dict[str, Any]) -> str:
+    if "data" not in body:
+        raise HttpError(400, "missing data: the JSON value to publish")
+    return dumps(body["data"])
+
+
+def _one(query: dict[str, list[str]], name: str) -> str:
+    values = query.get(name)
+    if not values:
+        raise HttpError(400, f"missing query parameter {name}")
+    return values[0]
+
+
+def _int(query: dict[str, list[str]], name: str) -> int | None:
+    if name not in query:
+        return None
+    value = _one(query, name)
+    if not value.isdigit():
+        raise HttpError(400, f"{name} must be an integer >= 0")
+    return int(value)

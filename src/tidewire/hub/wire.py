@@ -1,0 +1,164 @@
+"""The client protocol's JSON: parsing requests, writing replies and pushes.
+
+docs/protocol.md is the specification. Pushes are built by joining strings
+around data that is already JSON, so a publication's data is encoded once, by
+its publisher, and never decoded and encoded again on its way to subscribers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .broker import ClientInfo, Position, Publication
+
+__all__ = [
+    "Code",
+    "Close",
+    "RequestError",
+    "Request",
+    "parse_request",
+    "reply",
+    "error_reply",
+    "publication_push",
+    "presence_push",
+    "publications_json",
+    "position_from",
+    "dumps",
+]
+
+MAX_CHANNEL = 255
+
+
+class Code(IntEnum):
+    """Error codes of replies."""
+
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    CONFLICT = 409
+    TOO_MANY = 429
+    INTERNAL = 500
+    UNAVAILABLE = 503
+
+
+class Close(IntEnum):
+    """Close codes of the hub; 4000-4499 mean "reconnect", 4500-4999 "don't"."""
+
+    SLOW_CONSUMER = 4000
+    TOKEN_EXPIRED = 4001
+    CONNECT_TIMEOUT = 4002
+    INVALID_TOKEN = 4500
+    DISCONNECTED = 4501
+
+
+class RequestError(Exception):
+    """A request can't be done; becomes an error reply with ``code``."""
+
+    def __init__(self, code: Code, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id  # known even when the rest is bad
+
+
+@dataclass(slots=True)
+class Request:
+    id: Any
+    op: str
+    body: dict[str, Any]
+
+    def channel(self) -> str:
+        return channel_name(self.body.get("channel"))
+
+    def since(self) -> Position | None:
+        return position_from(self.body.get("since"), "since")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_request(text: str) -> Request:
+    """Decode one request; raise ``RequestError`` (400) saying what is wrong.
+
+    The id is recovered even from a request that is otherwise bad, so that
+    the error reply can carry it.
+    """
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise RequestError(Code.BAD_REQUEST, f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError(Code.BAD_REQUEST, "a request must be a JSON object")
+    rid = body.get("id")
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
+        raise RequestError(Code.BAD_REQUEST, "id must be a number or a string")
+    op = body.get("op")
+    if not isinstance(op, str):
+        raise RequestError(Code.BAD_REQUEST, "missing op", rid)
+    return Request(rid, op, body)
+
+
+def channel_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise RequestError(Code.BAD_REQUEST, "channel must be a non-empty string")
+    if len(value) > MAX_CHANNEL:
+        raise RequestError(Code.BAD_REQUEST, f"channel names are at most {MAX_CHANNEL} characters")
+    if not value.isprintable():
+        raise RequestError(Code.BAD_REQUEST, "channel names can't hold control characters")
+    return value
+
+
+def position_from(value: Any, name: str) -> Position | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("epoch"), str)
+        or not isinstance(value.get("offset"), int)
+        or isinstance(value.get("offset"), bool)
+        or value["offset"] < 0
+    ):
+        raise RequestError(
+            Code.BAD_REQUEST, f"{name} must be {{\"epoch\": string, \"offset\": integer >= 0}}"
+        )
+    return Position(value["epoch"], value["offset"])
+
+
+def reply(rid: Any, result: str) -> str:
+    """A success reply; ``result`` is a JSON object, already encoded."""
+    return f'{{"id":{dumps(rid)},"result":{result}}}'
+
+
+def error_reply(rid: Any, code: int, message: str) -> str:
+    return dumps({"id": rid, "error": {"code": int(code), "message": message}})
+
+
+def publication_json(pub: Publication) -> str:
+    text = f'{{"offset":{pub.offset},"data":{pub.data}'
+    if pub.sender is not None:
+        text += f',"from":{pub.sender.to_json()}'
+    return text + "}"
+
+
+def publications_json(pubs: list[Publication]) -> str:
+    return "[" + ",".join(publication_json(p) for p in pubs) + "]"
+
+
+def publication_push(channel: str, pub: Publication) -> str:
+    text = f'{{"push":"pub","channel":{dumps(channel)},"offset":{pub.offset},"data":{pub.data}'
+    if pub.sender is not None:
+        text += f',"from":{pub.sender.to_json()}'
+    return text + "}"
+
+
+def presence_push(kind: str, channel: str, client: ClientInfo) -> str:
+    return f'{{"push":"{kind}","channel":{dumps(channel)},"client":{client.to_json()}}}'
+
+
+def position_json(pos: Position) -> str:
+    return f'"epoch":{dumps(pos.epoch)},"offset":{pos.offset}'
