@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import jwt
 import pytest
 
 from tidewire.hub import Hub
 
 from .conftest import MakeHub
-from .helpers import API_KEY, Client, ReplyError, expiring, token, within
+from .helpers import API_KEY, SECRET, Client, ReplyError, expiring, token, within
 
 
 async def test_connect_reply_names_client_user_and_heartbeat(hub: Hub) -> None:
@@ -239,10 +240,9 @@ async def test_token_info_shows_in_presence(hub: Hub) -> None:
     [
         (lambda: token("x", exp=expiring(-10)), "expired"),
         (lambda: "not.a.jwt", "invalid token"),
-        (lambda: __import__("jwt").encode({"sub": "x"}, "another-secret-also-at-least-32-bytes", algorithm="HS256"),
+        (lambda: jwt.encode({"sub": "x"}, "another-secret-" + "x" * 32, algorithm="HS256"),
          "invalid token"),
-        (lambda: __import__("jwt").encode({"name": "x"}, "test-token-secret-of-at-least-32-bytes", algorithm="HS256"),
-         "invalid token"),
+        (lambda: jwt.encode({"name": "x"}, SECRET, algorithm="HS256"), "invalid token"),
     ],
     ids=["expired", "garbage", "wrong-secret", "no-sub"],
 )

@@ -98,12 +98,13 @@ class HubConfig:
         return self.namespaces.get(name if sep else "")
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-    "str | None": (str,),
+# A field's annotation -> the TOML types it takes, and their name in errors.
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "true or false"),
+    "str": ((str,), "a string"),
+    "str | None": ((str,), "a string"),
 }
 
 
@@ -114,11 +115,10 @@ def _convert(section: str, cls: type, table: dict[str, Any], skip: set[str]) -> 
         f = known.get(key)
         if f is None:
             raise ConfigError(f"unknown key {section}.{key}; known: {', '.join(sorted(known))}")
-        kinds = _TYPES[str(f.type)]
+        kinds, kind_name = _TYPES[str(f.type)]
         ok = isinstance(value, kinds) and not (bool not in kinds and isinstance(value, bool))
         if not ok:
-            raise ConfigError(f"{section}.{key} must be a {str(f.type).split()[0]}, "
-                              f"not {value!r}")
+            raise ConfigError(f"{section}.{key} must be {kind_name}, not {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{section}.{key} must not be negative")
         out[key] = float(value) if str(f.type) == "float" else value
