@@ -59,6 +59,7 @@ class Session:
         self.channels: set[str] = set()  # subscribed, including in progress
         self.pending: dict[str, list[tuple[str, Event]]] = {}  # events held while subscribing
         self._timer: asyncio.TimerHandle | None = None
+        self._closer: asyncio.Task[None] | None = None  # held: the loop keeps weak refs
 
     # The connection's life.
 
@@ -87,7 +88,8 @@ class Session:
 
     def _close_soon(self, code: int, reason: str) -> None:
         self._timer = None
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
     async def _leave_all(self) -> None:
         for channel in list(self.channels):
