@@ -69,3 +69,12 @@ def test_namespace_names_cant_hold_a_colon(tmp_path: Path) -> None:
     path.write_text('[namespaces."a:b"]\npresence = true\n')
     with pytest.raises(ConfigError, match="can't contain ':'"):
         load_config(path)
+
+
+def test_origins_are_a_list_of_strings(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text("[hub]\norigins = ['https://app.example.com']\n")
+    assert load_config(path).origins == ("https://app.example.com",)
+    path.write_text("[hub]\norigins = [1]\n")
+    with pytest.raises(ConfigError, match="hub.origins must be a list of strings"):
+        load_config(path)

@@ -423,3 +423,15 @@ async def test_ping_answers_empty_result(hub: Hub) -> None:
     client = await Client.open(hub)
     assert await within(client.request("ping")) == {}
     await client.close()
+
+
+async def test_hub_refuses_websockets_from_other_origins(make_hub: MakeHub) -> None:
+    import tidewire
+
+    hub = await make_hub(origins=("http://good.example",))
+    url = f"ws://127.0.0.1:{hub.port}/ws"
+    with pytest.raises(tidewire.InvalidStatus) as info:
+        await within(tidewire.connect(url, origin="http://evil.example"))
+    assert info.value.response.status == 403
+    ws = await within(tidewire.connect(url, origin="http://good.example"))
+    await ws.close()

@@ -77,6 +77,7 @@ class Hub:
                 config.host,
                 config.port,
                 process_request=self._process_request,
+                origins=config.origins,
                 # Without context takeover a publication is compressed once
                 # for every subscriber, instead of once per subscriber.
                 compression="deflate" if config.compression else None,

@@ -71,6 +71,7 @@ class HubConfig:
     port: int = 8000
     broker: str = "memory"
     api_key: str | None = None  # None: the HTTP API answers 401 to everyone
+    origins: tuple[str, ...] | None = None  # Origin values allowed on /ws; None: any
     token_secret: str | None = None  # None: tokens are refused, anonymous only
     demo: bool = True
     namespaces: dict[str, Namespace] = field(default_factory=lambda: dict(DEFAULT_NAMESPACES))
@@ -105,6 +106,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "bool": ((bool,), "true or false"),
     "str": ((str,), "a string"),
     "str | None": ((str,), "a string"),
+    "tuple[str, ...] | None": ((list,), "a list of strings"),
 }
 
 
@@ -119,6 +121,10 @@ def _convert(section: str, cls: type, table: dict[str, Any], skip: set[str]) -> 
         ok = isinstance(value, kinds) and not (bool not in kinds and isinstance(value, bool))
         if not ok:
             raise ConfigError(f"{section}.{key} must be {kind_name}, not {value!r}")
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{section}.{key} must be {kind_name}")
+            value = tuple(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"{section}.{key} must not be negative")
         out[key] = float(value) if str(f.type) == "float" else value
