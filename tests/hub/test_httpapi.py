@@ -256,7 +256,7 @@ async def test_metrics_count_connections_messages_and_latency(
     [
         ("/", "text/html", b"<html"),
         ("/tidewire.js", "text/javascript", b"export"),
-        ("/tidewire.d.ts", "application/typescript", b"export"),
+        ("/tidewire.d.ts", "text/plain", b"export"),
         ("/demo.js", "text/javascript", b"tidewire.js"),
         ("/demo.css", "text/css", b"{"),
     ],

@@ -37,7 +37,7 @@ STATIC = {
     "/demo.css": ("demo.css", "text/css; charset=utf-8"),
     "/demo.js": ("demo.js", "text/javascript; charset=utf-8"),
     "/tidewire.js": ("tidewire.js", "text/javascript; charset=utf-8"),
-    "/tidewire.d.ts": ("tidewire.d.ts", "application/typescript; charset=utf-8"),
+    "/tidewire.d.ts": ("tidewire.d.ts", "text/plain; charset=utf-8"),  # shown, not downloaded
 }
 
 
@@ -126,7 +126,7 @@ class HttpApi:
 
     async def _publish(self, request: Request, query: dict[str, list[str]]) -> Any:
         body = _body(request)
-        channel = _channel(body.get("channel"))
+        channel = channel_name(body.get("channel"))
         data = _data(body)
         pos = await self.hub.publish(channel, data)
         return {"channel": channel, "epoch": pos.epoch, "offset": pos.offset}
@@ -136,7 +136,7 @@ class HttpApi:
         channels = body.get("channels")
         if not isinstance(channels, list) or not channels:
             raise HttpError(400, "channels must be a non-empty list of channel names")
-        names = [_channel(c) for c in channels]
+        names = [channel_name(c) for c in channels]
         for name in names:
             self.hub.namespace(name)  # all or nothing: 404 before publishing any
         data = _data(body)
@@ -151,14 +151,14 @@ class HttpApi:
         return {"channels": [{"channel": c, "subscribers": n} for c, n in sorted(counts.items())]}
 
     async def _presence(self, request: Request, query: dict[str, list[str]]) -> Any:
-        channel = _channel(_one(query, "channel"))
+        channel = channel_name(_one(query, "channel"))
         self.hub.namespace(channel)
         clients = await self.hub.broker.presence(channel)
         return {"channel": channel,
                 "clients": [json.loads(c.to_json()) for c in clients]}
 
     async def _history(self, request: Request, query: dict[str, list[str]]) -> Any:
-        channel = _channel(_one(query, "channel"))
+        channel = channel_name(_one(query, "channel"))
         ns = self.hub.namespace(channel)
         limit = _int(query, "limit")
         since = None
@@ -232,10 +232,6 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HttpError(400, "the body must be a JSON object")
     return body
-
-
-def _channel(value: Any) -> str:
-    return channel_name(value)
 
 
 def _data(body: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ class Session:
         try:
             async for message in self.ws:
                 metrics.messages_in += 1
-                metrics.bytes_in += len(message)
+                metrics.bytes_in += len(message.encode() if isinstance(message, str) else message)
                 await self._handle(message)
                 await self.ws.drain()
         except ConnectionClosed as exc:
@@ -101,7 +101,7 @@ class Session:
         """Send now, without waiting; a slow consumer is closed instead."""
         if tw.broadcast((self.ws,), text, slow="close", slow_code=Close.SLOW_CONSUMER):
             self.hub.metrics.messages_out += 1
-            self.hub.metrics.bytes_out += len(text)
+            self.hub.metrics.bytes_out += len(text.encode())
 
     # Requests.
 
