@@ -82,7 +82,8 @@ def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, list[Sampl
             sample = measure(scenario, name, settings)
             samples[name].append(sample)
             shown = report.fmt(sample.value) if sample.value is not None else sample.note
-            progress(f"  {rep + 1}/{settings.reps} {name:<11} {shown} {scenario.unit}")
+            details = report.sample_details(scenario, sample)
+            progress(f"  {rep + 1}/{settings.reps} {name:<11} {shown} {scenario.unit}{details}")
     return samples
 
 

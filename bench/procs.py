@@ -2,13 +2,16 @@
 
 Each server runs as its own process pinned to ``settings.server_cpu``; load
 generators and clients are pinned to ``settings.client_cpu``. Their stderr goes
-to ``bench/.logs/`` so that a failure can be explained.
+to ``bench/.logs/`` so that a failure can be explained. The hub scenario runs
+the hub itself, ``tidewire serve`` (``HubProcess``), the same way.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -108,12 +111,18 @@ class ServerProcess:
         argv += ["--mode", mode, "--loop", settings.loop]
         if compression:
             argv.append("--compression")
+        self._spawn(name, argv, settings)
+
+    def _spawn(
+        self, name: str, argv: list[str], settings: Settings, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = LOG_DIR / f"server-{name}.log"
         with log_file(f"server-{name}") as log:
             self.proc = subprocess.Popen(
                 pinned(settings.server_cpu, argv),
                 cwd=REPO,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -139,11 +148,17 @@ class ServerProcess:
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("LISTENING "):
+        if not self._on_ready_line(line):
             raise BenchError(f"{self.name} server did not start: {tail(self.log_path)}")
+
+    def _on_ready_line(self, line: str) -> bool:
+        """Take the port and the info from the first line; False if it isn't one."""
+        if not line.startswith("LISTENING "):
+            return False
         _, port, info = line.split(" ", 2)
         self.port = int(port)
         self.info = json.loads(info)
+        return True
 
     @property
     def pid(self) -> int:
@@ -167,6 +182,33 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+class HubProcess(ServerProcess):
+    """The hub, ``tidewire serve --no-demo``, on a free port with the default config.
+
+    It is ready once it prints its first line, ``tidewire hub listening on
+    http://127.0.0.1:PORT/ ...``; it runs on uvloop when that is installed.
+    """
+
+    READY = re.compile(r"tidewire hub listening on http://127\.0\.0\.1:(\d+)/")
+    # What `tidewire serve` would take from the environment instead of its defaults.
+    ENV_OPTIONS = ("TIDEWIRE_CONFIG", "TIDEWIRE_BROKER", "TIDEWIRE_TOKEN_SECRET")
+
+    def __init__(self, settings: Settings, api_key: str) -> None:
+        argv = [sys.executable, "-m", "tidewire.cli", "serve", "--host", "127.0.0.1"]
+        argv += ["--port", "0", "--no-demo", "--api-key", api_key]
+        env = {k: v for k, v in os.environ.items() if k not in self.ENV_OPTIONS}
+        self._spawn("hub", argv, settings, env)
+
+    def _on_ready_line(self, line: str) -> bool:
+        match = self.READY.match(line)
+        if match is None:
+            return False
+        self.port = int(match.group(1))
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+        self.info = {"library": "tidewire serve", "loop": loop}
+        return True
 
 
 class JsonLinesProcess:

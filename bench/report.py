@@ -7,11 +7,12 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 from bench import stats
-from bench.scenarios import CLIENT_SERVER, LABELS, Scenario
+from bench.scenarios import CLIENT_SERVER, HUB_CHANNEL, LABELS, Sample, Scenario
 from bench.settings import Settings
 from bench.stats import Summary
 
@@ -67,6 +68,10 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def fmt_count(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
 def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
@@ -81,7 +86,96 @@ def fmt_pair(server: float | None, load: float | None) -> str:
     return f"{fmt_share(server)} / {fmt_share(load)}"
 
 
+def _spread(
+    summary: Summary, key: str, show: Callable[[float | None], str] = fmt
+) -> tuple[str, str]:
+    """(median, "min – max") of one of a summary's values."""
+    if key not in summary.values:
+        return "—", ""
+    median, low, high = summary.values[key]
+    return show(median), f"{show(low)} – {show(high)}"
+
+
+def _value_pair(summary: Summary, server: str, load: str) -> str:
+    """ "server / load" shares, medians."""
+    values = summary.values
+    return fmt_pair(values.get(server, (None,))[0], values.get(load, (None,))[0])
+
+
+def metrics_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
+    """A row per metric, a pair of columns per contender: for the hub scenario,
+    where each sample measures several things and there is no peer to rank."""
+    names = scenario.contenders
+    first, *others = names
+    head = "| |" + "".join(f" {LABELS[n]} | min – max |" for n in names)
+    head += "".join(f" {first} / {n} |" for n in others)
+    lines = [
+        f"### {scenario.title}",
+        "",
+        scenario.what,
+        "",
+        head,
+        "|---|" + "---:|---:|" * len(names) + "---:|" * len(others),
+    ]
+    for metric in scenario.metrics:
+        row = f"| {metric.label} |"
+        show = fmt_count if metric.count else fmt
+        for name in names:
+            median, spread = _spread(summaries[name], metric.key, show)
+            row += f" {median} | {spread} |"
+        top = summaries[first].values.get(metric.key, (None,))[0]
+        for name in others:
+            ratio = stats.ratio(top, summaries[name].values.get(metric.key, (None,))[0])
+            row += f" {'' if metric.count else fmt_ratio(ratio)} |"
+        lines.append(row)
+    for label, prefix in (("throughput", ""), ("latency", "lat_")):
+        for kind in ("cpu", "wait"):
+            row = f"| {'CPU' if kind == 'cpu' else 'waited'} server / load, {label} |"
+            for name in names:
+                server, load = f"{prefix}server_{kind}", f"{prefix}load_{kind}"
+                row += f" {_value_pair(summaries[name], server, load)} | |"
+            lines.append(row + " |" * len(others))
+    lines.append(
+        "| runs |" + "".join(_runs(summaries[n]) + " | |" for n in names) + " |" * len(others)
+    )
+    lines.append("")
+    notes = [f"{LABELS[n]}: {'; '.join(summaries[n].notes)}" for n in names if summaries[n].notes]
+    if notes:
+        lines += ["Notes: " + ". ".join(notes) + ".", ""]
+    if any(
+        s.values.get(k, (0.0,))[0] > 0.1
+        for s in summaries.values()
+        for k in ("server_wait", "lat_server_wait")
+    ):
+        lines += [
+            "⚠ a server's event loop waited for its core over 10% of the time: other work"
+            " on the machine slowed it.",
+            "",
+        ]
+    if any(s.values.get("load_cpu", (0.0,))[0] > 0.8 for s in summaries.values()):
+        lines += ["⚠ load CPU above 80%: the load generator may share the limit.", ""]
+    return "\n".join(lines)
+
+
+def _runs(s: Summary) -> str:
+    return f" {s.runs}" + (f" ({s.failed} failed)" if s.failed else "")
+
+
+def sample_details(scenario: Scenario, sample: Sample) -> str:
+    """More of a sample for the progress line: its other metrics."""
+    if not scenario.metrics or not sample.values:
+        return ""
+    shown = [
+        f"{m.key} {(fmt_count if m.count else fmt)(sample.values[m.key])}"
+        for m in scenario.metrics[1:]
+        if m.key in sample.values
+    ]
+    return " (" + ", ".join(shown) + ")"
+
+
 def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
+    if scenario.metrics:
+        return metrics_table(scenario, summaries)
     better = "higher" if scenario.higher_is_better else "lower"
     top = stats.best(summaries, scenario.higher_is_better)
     limit = stats.limit(summaries)
@@ -171,6 +265,24 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         + (f" Fan-out calls: {fanout}." if fanout else ""),
         f"- Clients: every client against the {CLIENT_SERVER} echo server; each gets its"
         " text messages as `str`.",
+        f"- Hub: `tidewire serve --no-demo` with its default config (memory broker;"
+        f" `{HUB_CHANNEL}` is in the `ticker` namespace: anonymous subscribers, history of"
+        f" 20 for 60 s) on {infos.get('hub', {}).get('loop', 'uvloop')} (it picks uvloop when"
+        " installed; `--loop` doesn't apply). The load generator holds"
+        f" {s.hub_subscribers:,} subscribers (connect, then subscribe) and one backend"
+        " connection (connect with the API key) that publishes"
+        f' `{{"t": <CLOCK_MONOTONIC ns>, "pad": "..."}}`, {s.hub_size} B of JSON data'
+        " (pushes are about 170 B). Throughput: publish requests kept"
+        f" {s.hub_window} outstanding; {s.warmup:g} s of warm-up, {s.duration:g} s measured;"
+        " then it waits until every subscriber has every publication. Latency:"
+        f" {s.hub_rate:g} publications/s, {s.warmup:g} s of warm-up, {s.duration:g} s"
+        " measured; p50 and p99 over every delivery of a publication sent in the window,"
+        " timed from the publisher's clock reading to the subscriber's recv(). Compression"
+        " off (the hub offers permessage-deflate, the load generator doesn't ask for it); the"
+        " hub's keepalive pings stay on (20 s) and are answered. Reference: the tidewire"
+        " server in `--mode pubsub`, the same protocol subset with `tidewire.broadcast()` and"
+        " no hub. While throughput is measured the load generator lets reads pile up for"
+        " 200 µs when few sockets are ready, as in fan-out; never while latency is measured.",
         '- Columns: median and min – max over the runs; "vs best": median / the best'
         ' library\'s median; "vs raw TCP": median / the raw TCP median; "CPU server /'
         ' load": share of one core used over the measured window by the server and by the'

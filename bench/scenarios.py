@@ -2,18 +2,27 @@
 
 A sample starts a fresh server process, loads it with the C load generator (or
 one Python client, for the client scenario), and returns one number with the
-CPU shares of both sides over the measured window.
+CPU shares of both sides over the measured window. The hub scenario's samples
+carry several numbers (``Sample.values``, described by ``Scenario.metrics``).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bench import load
-from bench.procs import BenchError, Event, JsonLinesProcess, ProcessMeter, ServerProcess
+from bench.procs import (
+    BenchError,
+    Event,
+    HubProcess,
+    JsonLinesProcess,
+    ProcessMeter,
+    ServerProcess,
+)
 from bench.settings import Settings
 
 SERVERS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp")
@@ -23,6 +32,8 @@ LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this
 REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
 CLIENT_SERVER = "picows"  # the fixed server of the client scenario
 FANOUT_SIZE = 1024
+HUBS = ("hub", "broadcast")  # the hub itself, and a bare broadcast() server as its reference
+HUB_CHANNEL = "ticker:bench"  # the default config's ticker namespace: anonymous may subscribe
 LABELS = {
     "tidewire": "tidewire",
     "picows": "picows",
@@ -30,6 +41,8 @@ LABELS = {
     "aiohttp": "aiohttp",
     "rawtcp": "raw TCP (limit)",
     "loadgen": "C loadgen (reference)",
+    "hub": "tidewire hub",
+    "broadcast": "broadcast() server (reference)",
 }
 
 
@@ -42,9 +55,19 @@ class Sample:
     load_wait: float | None = None
     note: str = ""
     info: dict[str, Any] | None = None  # what the server said of itself
+    values: dict[str, float] | None = None  # more numbers, named by Scenario.metrics
 
 
 Measure = Callable[[str, Settings], Sample]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One of the numbers of a sample: a key of ``Sample.values``, and its row label."""
+
+    key: str
+    label: str
+    count: bool = False  # shown as a whole number
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,7 @@ class Scenario:
     contenders: tuple[str, ...]
     measure: Measure
     higher_is_better: bool = True
+    metrics: tuple[Metric, ...] = ()  # when set, results.md has a row per metric
 
 
 def check(result: dict[str, Any], conns: int, deflate: bool = False) -> str:
@@ -77,13 +101,19 @@ def check(result: dict[str, Any], conns: int, deflate: bool = False) -> str:
 
 
 class Meters:
-    """CPU meters of the server and the load, started and stopped by the load's events."""
+    """CPU meters of the server and the load, started and stopped by the load's events
+    (those of one ``phase``, when the load has several measured windows)."""
 
-    def __init__(self, server: ServerProcess, driver: JsonLinesProcess) -> None:
+    def __init__(
+        self, server: ServerProcess, driver: JsonLinesProcess, phase: str | None = None
+    ) -> None:
         self.server = ProcessMeter(server.pid)
         self.load = ProcessMeter(driver.pid)
+        self.phase = phase
 
     def on_event(self, event: Event) -> None:
+        if event.get("phase") != self.phase:
+            return
         for meter in (self.server, self.load):
             if event["event"] == "measuring":
                 meter.start()
@@ -216,6 +246,85 @@ def fanout(name: str, settings: Settings) -> Sample:
     return meters.sample(value, note, server.info)
 
 
+def hub(name: str, settings: Settings) -> Sample:
+    """The hub with its subscribers and one backend, both in the C load generator.
+
+    Throughput: publications/s the hub answers with ``hub_window`` publish
+    requests outstanding, and the deliveries/s that come of them. Latency: at
+    ``hub_rate`` publications/s, from the publisher's clock reading in the data
+    to its arrival at each subscriber (same clock, same process), p50 and p99 of
+    every delivery of the window. Every subscriber must get every publication,
+    offsets consecutive.
+    """
+    conns = settings.hub_subscribers
+    key = "bench-" + secrets.token_hex(8)
+    server = (
+        HubProcess(settings, key)
+        if name == "hub"
+        else ServerProcess("tidewire", "pubsub", False, settings)
+    )
+    with server:
+        gen = load.loadgen(
+            "hub",
+            server.port,
+            settings,
+            path="/ws",
+            conns=conns,
+            size=settings.hub_size,
+            channel=HUB_CHANNEL,
+            api_key=key,
+            window=settings.hub_window,
+            rate=settings.hub_rate,
+            warmup=settings.warmup,
+            duration=settings.duration,
+        )
+        busy, paced = Meters(server, gen, "throughput"), Meters(server, gen, "latency")
+
+        def on_event(event: Event) -> None:
+            busy.on_event(event)
+            paced.on_event(event)
+
+        timeout = 2 * (settings.warmup + settings.duration) + 120
+        result = gen.run(timeout, on_event)
+        server.check_alive()
+    note = check(result, conns)
+    if result["subscribed"] < conns or not result["lat_seconds"] or not result["seconds"]:
+        raise BenchError(
+            f"{result['subscribed']}/{conns} subscribed at the end, latency window"
+            f" {result['lat_seconds']:.1f}s ({result['last_error']})"
+        )
+    trouble = [note] if note else []
+    missing = result["lat_expected"] - result["lat_deliveries"]
+    if result["lost"] or result["disorder"] or missing:
+        trouble.append(
+            f"{result['lost']} lost (offset gaps), {result['disorder']} out of order,"
+            f" {missing} of {result['lat_expected']:,} latency-window deliveries missing"
+        )
+    if result["late"]:
+        trouble.append(f"latency phase: {result['late']} times a publication waited for the window")
+    rate = result["lat_published"] / result["lat_seconds"]
+    if rate < 0.95 * settings.hub_rate:
+        trouble.append(f"latency phase published {rate:.0f}/s, not {settings.hub_rate:g}/s")
+    seconds = result["seconds"]
+    values = {
+        "publications": result["published"] / seconds,
+        "deliveries": result["deliveries"] / seconds,
+        "p50": result["p50_us"] / 1e3,
+        "p99": result["p99_us"] / 1e3,
+        "lost": float(result["lost"] + result["disorder"] + missing),
+    }
+    for prefix, meters in (("", busy), ("lat_", paced)):
+        for side, meter in (("server", meters.server), ("load", meters.load)):
+            if meter.cpu is not None and meter.wait is not None:
+                values[f"{prefix}{side}_cpu"] = meter.cpu
+                values[f"{prefix}{side}_wait"] = meter.wait
+    # Not the pubsub server's "fanout" line: results.md reads that key for fan-out.
+    info = dict(server.info) if name == "hub" else {"library": server.info.get("library")}
+    sample = busy.sample(values["publications"], "; ".join(trouble), info)
+    sample.values = values
+    return sample
+
+
 def client_echo(name: str, settings: Settings) -> Sample:
     """One library's client, 64 B text echo on 1 connection, against picows."""
     with ServerProcess(CLIENT_SERVER, "echo", False, settings) as server:
@@ -316,6 +425,28 @@ def all_scenarios(s: Settings) -> list[Scenario]:
         )
         for c in ECHO_CASES
     ]
+    scenarios.append(
+        Scenario(
+            "hub",
+            f"Hub, {s.hub_subscribers:,} subscribers on one channel",
+            "publications/s",
+            f"`tidewire serve`: {s.hub_subscribers:,} WebSocket subscribers of `{HUB_CHANNEL}`"
+            f" and one backend that publishes {s.hub_size} B of JSON data over WebSocket;"
+            f" first as fast as the hub answers ({s.hub_window} publish requests"
+            f" outstanding), then at {s.hub_rate:g} publications/s for the publish-to-delivery"
+            " latency of every delivery. The reference row is a server that speaks just"
+            " enough of the protocol and pushes with `tidewire.broadcast()`, without the hub.",
+            HUBS,
+            hub,
+            metrics=(
+                Metric("publications", f"publications/s ({s.hub_window} outstanding)"),
+                Metric("deliveries", "deliveries/s (to all subscribers)"),
+                Metric("p50", f"latency p50 at {s.hub_rate:g}/s (ms, lower is better)"),
+                Metric("p99", f"latency p99 at {s.hub_rate:g}/s (ms, lower is better)"),
+                Metric("lost", "deliveries lost or out of order", count=True),
+            ),
+        )
+    )
     scenarios.append(
         Scenario(
             "client-echo-64-1",

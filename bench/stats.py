@@ -22,6 +22,8 @@ class Summary:
     server_wait: float | None
     load_wait: float | None
     notes: list[str] = field(default_factory=list)
+    # Sample.values by key: (median, min, max) over the samples that have it.
+    values: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -45,7 +47,16 @@ def summarize(name: str, samples: list[Sample]) -> Summary:
         server_wait=_median(s.server_wait for s in ok),
         load_wait=_median(s.load_wait for s in ok),
         notes=notes,
+        values=_spread(s.values for s in ok if s.values),
     )
+
+
+def _spread(samples: Iterable[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
+    by_key: dict[str, list[float]] = {}
+    for values in samples:
+        for key, value in values.items():
+            by_key.setdefault(key, []).append(value)
+    return {k: (statistics.median(v), min(v), max(v)) for k, v in by_key.items()}
 
 
 def best(summaries: dict[str, Summary], higher_is_better: bool) -> Summary | None:

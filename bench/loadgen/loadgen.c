@@ -20,6 +20,17 @@
  *   fanout   opens --conns connections, then for each round sends the text
  *            trigger "M" on the first one and counts the binary messages each
  *            connection receives until it gets the server's text "end"
+ *   hub      the hub's client protocol (docs/protocol.md) on --path /ws:
+ *            --conns subscribers each send connect and subscribe to
+ *            --channel; then one more connection, a backend (connect with
+ *            --api-key), publishes data of --size bytes of JSON,
+ *            {"t": <CLOCK_MONOTONIC ns>, "pad": "..."}, in two phases:
+ *            "throughput", as fast as the hub answers with --window publish
+ *            requests outstanding, and "latency", at --rate publications/s.
+ *            Each phase has --warmup then --duration seconds, and waits until
+ *            every subscriber has every publication. Subscribers check that
+ *            offsets are consecutive and, in the latency window, take
+ *            publish-to-delivery times from "t" (p50, p99). Pings get pongs.
  * --raw is for the raw TCP echo server: no upgrade and no close handshake;
  * an echo is complete when as many bytes came back as were sent (fanout still
  * parses the frames the raw server writes).
@@ -50,13 +61,19 @@
 #define MAX_LOOPS 2000000000ULL
 #define STDIN_TAG UINT64_MAX
 #define STEP_TIMEOUT 5.0 /* seconds a connect cycle or an opening may take */
+#define DRAIN_TIMEOUT 10.0 /* hub: seconds for every subscriber to catch up */
+#define HUB_MSG_MAX (64 * 1024) /* hub: the longest text message kept */
+#define LAT_MAX (1u << 24) /* hub: latencies kept (8 bytes each) */
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 static const unsigned char MASK[4] = {0x37, 0xfa, 0x21, 0x3d};
 static const unsigned char DEFLATE_TAIL[4] = {0x00, 0x00, 0xff, 0xff};
 
-enum mode { ECHO, CONNECT, IDLE, FANOUT };
+enum mode { ECHO, CONNECT, IDLE, FANOUT, HUB };
+/* hub: a subscriber's requests, and the run's phases */
+enum hub_state { H_CONNECTING, H_CONNECTED, H_SUBSCRIBED };
+enum hub_phase { P_SUBSCRIBE, P_BACKEND, P_THROUGHPUT, P_DRAIN1, P_LATENCY, P_DRAIN2, P_DONE };
 enum state { FREE, CONNECTING, HANDSHAKE, OPEN, CLOSING, CLOSED };
 
 struct opts {
@@ -76,6 +93,10 @@ struct opts {
     int count;
     int rounds;
     int inflight;
+    const char *channel; /* hub */
+    const char *api_key;
+    int window;
+    double rate;
 };
 
 struct conn {
@@ -102,19 +123,28 @@ struct conn {
     int z_bits;
     z_stream zi;
     uint64_t z_msgs;
+    unsigned char *in; /* hub: the text message being received */
+    size_t in_len, in_cap;
+    unsigned char ctl[125]; /* hub: a control frame's payload (ping, close) */
+    size_t ctl_len;
+    enum hub_state hub_st;
+    uint64_t last_offset; /* hub: offset of the last publication received */
 };
 
 struct stats {
     uint64_t msgs, bytes, cycles, errors, bad, opened, failed, dropped, deflate, deliveries;
+    uint64_t published, lost, disorder; /* hub */
 };
 
 static struct opts O = {
     .mode = ECHO, .host = "127.0.0.1", .port = 0, .path = "/", .conns = 1, .size = 64,
     .text = 1, .warmup = 1.0, .duration = 3.0, .timeout = 0, .hold = 60.0,
     .count = 100, .rounds = 1, .inflight = 64,
+    .channel = "ticker:bench", .api_key = "", .window = 16, .rate = 100.0,
 };
 static struct stats S;
 static struct conn *C;
+static int nconns; /* slots in C: --conns, and in hub mode the backend after them */
 static int ep = -1;
 static unsigned char *frame; /* the premasked message, shared by all connections */
 static size_t frame_len;
@@ -131,12 +161,32 @@ static int next_id; /* next connection to open (idle, fanout) */
 static int live;    /* connections open (upgraded), kept up to date */
 static int ended;   /* fanout: open connections that saw "end" this round */
 static char last_error[160];
+/* hub */
+static struct conn *PUB; /* the backend connection, after the subscribers */
+static enum hub_phase phase;
+static int pub_ready;        /* the backend's connect was answered */
+static uint64_t pub_id = 1;  /* the last request id of the backend (1: connect) */
+static int outstanding;      /* publish requests not answered yet */
+static uint64_t pub_top;     /* the highest offset the hub gave a publication */
+static uint64_t recv_ns;     /* when the last recv() returned */
+static uint64_t lat_t0, lat_t1 = 0; /* the latency window, in publish times (ns) */
+static uint64_t lat_sent, lat_overflow, late;
+static uint64_t *lat; /* publish-to-delivery times in the window, ns */
+static size_t lat_n, lat_cap;
+static char *pubtext; /* a publish request being made */
+static size_t pubtext_cap;
 static char extensions[256]; /* the first Sec-WebSocket-Extensions answer, for the report */
 
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static double cpu_seconds(void) {
@@ -236,11 +286,13 @@ static void conn_close(struct conn *c) {
 }
 
 static void conn_open(struct conn *c) {
-    unsigned char *buf = c->buf;
-    size_t cap = c->buf_cap;
+    unsigned char *buf = c->buf, *in = c->in;
+    size_t cap = c->buf_cap, in_cap = c->in_cap;
     memset(c, 0, sizeof *c);
     c->buf = buf;
     c->buf_cap = cap;
+    c->in = in;
+    c->in_cap = in_cap;
     c->hdr_need = 2;
     c->t0 = now();
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -374,21 +426,58 @@ static int send_text(struct conn *c, const char *text) {
     return queue(c, c->buf, build_frame(c->buf, 1, (const unsigned char *)text, len));
 }
 
+/* hub: frames are appended to the connection's own buffer and written in
+ * order by the next flush(), so a request never waits for an earlier one. */
+static int append_frame(struct conn *c, int opcode, const void *payload, size_t len) {
+    if (c->out_off < c->out_len && c->out != c->buf) {
+        note_error("append: a shared write is pending", 0);
+        return -1;
+    }
+    if (c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+    } else if (c->out_off > 0) {
+        memmove(c->buf, c->buf + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    if (ensure_buf(c, c->out_len + 14 + len) < 0) return -1;
+    c->out_len += build_frame(c->buf + c->out_len, opcode, payload, len);
+    c->out = c->buf;
+    return 0;
+}
+
+static int append_text(struct conn *c, const char *text) {
+    return append_frame(c, 1, text, strlen(text));
+}
+
 /* The server accepted the upgrade, or the raw TCP connection is up. */
 static void on_open(struct conn *c) {
     pending--;
     c->st = OPEN;
     live++;
-    S.opened++;
+    if (c != PUB) S.opened++;
     if (c->z) S.deflate++;
     if (O.mode == ECHO || O.mode == CONNECT) {
         if (send_message(c) < 0) conn_close(c);
+    } else if (O.mode == HUB) {
+        char text[512];
+        int bad;
+        if (c == PUB) {
+            snprintf(text, sizeof text, "{\"id\":1,\"op\":\"connect\",\"api_key\":\"%s\"}",
+                     O.api_key);
+            bad = append_text(c, text) < 0;
+        } else {
+            snprintf(text, sizeof text,
+                     "{\"id\":2,\"op\":\"subscribe\",\"channel\":\"%s\"}", O.channel);
+            bad = append_text(c, "{\"id\":1,\"op\":\"connect\"}") < 0 || append_text(c, text) < 0;
+        }
+        if (bad || flush(c) < 0) conn_close(c);
     }
 }
 
 static void fail(struct conn *c, const char *what, int err) {
     if (c->st == CONNECTING || c->st == HANDSHAKE) S.failed++;
-    else if (O.mode == IDLE || O.mode == FANOUT) S.dropped++;
+    else if (O.mode == IDLE || O.mode == FANOUT || O.mode == HUB) S.dropped++;
     note_error(what, err);
     conn_close(c);
 }
@@ -444,6 +533,159 @@ static long on_handshake_bytes(struct conn *c, const unsigned char *p, size_t n)
     return (long)(n - (head - before));
 }
 
+/* The hub's protocol: JSON text read with plain scans, no JSON library. */
+
+static const unsigned char *find(const unsigned char *p, const unsigned char *end,
+                                 const char *needle) {
+    if (p >= end) return NULL;
+    return memmem(p, (size_t)(end - p), needle, strlen(needle));
+}
+
+/* The unsigned integer right after the first `key` in [p, end); *after
+ * (when given) points past it. Returns -1 if there is none. */
+static int field_u64(const unsigned char *p, const unsigned char *end, const char *key,
+                     uint64_t *out, const unsigned char **after) {
+    const unsigned char *q = find(p, end, key);
+    if (!q) return -1;
+    q += strlen(key);
+    if (q >= end || *q < '0' || *q > '9') return -1;
+    uint64_t v = 0;
+    for (int k = 0; k < 20 && q < end && *q >= '0' && *q <= '9'; k++, q++) v = v * 10 + (*q - '0');
+    *out = v;
+    if (after) *after = q;
+    return 0;
+}
+
+/* "what: <the start of the message>", JSON-safe, as the run's error. */
+static void fail_with_message(struct conn *c, const char *what) {
+    char text[sizeof last_error];
+    int n = c->in_len < 100 ? (int)c->in_len : 100;
+    snprintf(text, sizeof text, "%s: %.*s", what, n, (const char *)c->in);
+    for (char *q = text; *q; q++)
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
+    fail(c, text, 0);
+}
+
+static void keep_bytes(struct conn *c, const unsigned char *p, size_t n) {
+    if (c->in_len + n > HUB_MSG_MAX) return; /* on_message sees in_len != msg_len */
+    if (c->in_cap < c->in_len + n) {
+        size_t cap = c->in_cap ? c->in_cap : 512;
+        while (cap < c->in_len + n) cap *= 2;
+        unsigned char *b = realloc(c->in, cap);
+        if (!b) return;
+        c->in = b;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, p, n);
+    c->in_len += n;
+}
+
+static void lat_add(uint64_t ns) {
+    if (lat_n == lat_cap) {
+        size_t cap = lat_cap ? lat_cap * 2 : 1u << 16;
+        uint64_t *b = cap <= LAT_MAX ? realloc(lat, cap * sizeof *lat) : NULL;
+        if (!b) {
+            lat_overflow++;
+            return;
+        }
+        lat = b;
+        lat_cap = cap;
+    }
+    lat[lat_n++] = ns;
+}
+
+/* A subscriber's replies (connect, subscribe), then its pushes. */
+static void on_subscriber_message(struct conn *c) {
+    const unsigned char *m = c->in, *end = c->in + c->in_len, *data;
+    uint64_t id, off, t;
+    if (c->msg_op != 1 || c->in_len != c->msg_len) {
+        S.bad++;
+        return;
+    }
+    if (c->hub_st == H_SUBSCRIBED) {
+        if (c->in_len < 13 || memcmp(m, "{\"push\":\"pub\"", 13) != 0 ||
+            field_u64(m, end, "\"offset\":", &off, &data) < 0 ||
+            field_u64(data, end, "\"t\":", &t, NULL) < 0) {
+            S.bad++;
+            return;
+        }
+        S.deliveries++;
+        if (off > c->last_offset + 1) S.lost += off - c->last_offset - 1;
+        else if (off <= c->last_offset) S.disorder++;
+        if (off > c->last_offset) c->last_offset = off;
+        if (t >= lat_t0 && t < lat_t1 && recv_ns >= t) lat_add(recv_ns - t);
+        return;
+    }
+    if (c->in_len < 6 || memcmp(m, "{\"id\":", 6) != 0 || field_u64(m, end, "{\"id\":", &id, NULL) < 0) {
+        S.bad++;
+        return;
+    }
+    if (!find(m, end, "\"result\":")) {
+        fail_with_message(c, "subscriber refused");
+        return;
+    }
+    if (id == 1 && c->hub_st == H_CONNECTING) {
+        c->hub_st = H_CONNECTED;
+    } else if (id == 2 && c->hub_st == H_CONNECTED) {
+        if (field_u64(m, end, "\"offset\":", &c->last_offset, NULL) < 0) S.bad++;
+        c->hub_st = H_SUBSCRIBED;
+    } else {
+        S.bad++;
+    }
+}
+
+/* The backend's replies: its connect, then one for each publish request. */
+static void on_backend_message(struct conn *c) {
+    const unsigned char *m = c->in, *end = c->in + c->in_len;
+    uint64_t id, off;
+    if (c->msg_op != 1 || c->in_len != c->msg_len || c->in_len < 6 ||
+        memcmp(m, "{\"id\":", 6) != 0 || field_u64(m, end, "{\"id\":", &id, NULL) < 0) {
+        S.bad++;
+        return;
+    }
+    int ok = find(m, end, "\"result\":") != NULL;
+    if (!pub_ready) {
+        if (id != 1 || !ok) fail_with_message(c, "backend connect refused");
+        else pub_ready = 1;
+        return;
+    }
+    if (outstanding > 0) outstanding--;
+    if (!ok) { /* the run ends: publications are the point */
+        fail_with_message(c, "publish refused");
+        return;
+    }
+    if (field_u64(m, end, "\"offset\":", &off, NULL) < 0) {
+        S.bad++;
+        return;
+    }
+    S.published++;
+    if (off > pub_top) pub_top = off;
+}
+
+/* Sends `count` publish requests in one write, each stamped with the time. */
+static void publish(struct conn *c, int count) {
+    for (int k = 0; k < count; k++) {
+        uint64_t t = now_ns();
+        char stamp[24];
+        int tl = snprintf(stamp, sizeof stamp, "%llu", (unsigned long long)t);
+        /* data is {"t":T,"pad":"P"}: 15 bytes and T's digits around the pad */
+        long pad = (long)O.size - 15 - tl;
+        if (pad < 0) pad = 0;
+        int n = snprintf(pubtext, pubtext_cap,
+                         "{\"id\":%llu,\"op\":\"publish\",\"channel\":\"%s\","
+                         "\"data\":{\"t\":%s,\"pad\":\"%.*s\"}}",
+                         (unsigned long long)++pub_id, O.channel, stamp, (int)pad,
+                         (const char *)corpus);
+        if (n < 0 || (size_t)n >= pubtext_cap || append_frame(c, 1, pubtext, (size_t)n) < 0) {
+            note_error("publish request", 0);
+            return;
+        }
+        outstanding++;
+        if (t >= lat_t0 && t < lat_t1) lat_sent++;
+    }
+    flush(c);
+}
+
 /* Messages and frames from the server */
 
 static void on_message(struct conn *c) {
@@ -472,6 +714,10 @@ static void on_message(struct conn *c) {
     case IDLE:
         S.bad++;
         break;
+    case HUB:
+        if (c == PUB) on_backend_message(c);
+        else on_subscriber_message(c);
+        break;
     }
 }
 
@@ -497,7 +743,20 @@ static void on_frame_end(struct conn *c) {
     if (c->op == 8) {
         c->got_close = 1;
         if (O.mode == CONNECT && c->st == CLOSING) return; /* now wait for EOF */
+        if (O.mode == HUB && c->ctl_len >= 2) { /* say why: 4000 is a slow consumer */
+            char why[100];
+            snprintf(why, sizeof why, "server closed the connection: %d %.*s",
+                     (c->ctl[0] << 8) | c->ctl[1], (int)c->ctl_len - 2, (const char *)c->ctl + 2);
+            for (char *q = why; *q; q++)
+                if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
+            fail(c, why, 0);
+            return;
+        }
         fail(c, "server closed the connection", 0);
+        return;
+    }
+    if (c->op == 9 && O.mode == HUB) { /* the hub's keepalive */
+        if (append_frame(c, 10, c->ctl, c->ctl_len) < 0 || flush(c) < 0) conn_close(c);
         return;
     }
     if (c->op >= 8 || !c->fin) return; /* pings are not expected: keepalive is off */
@@ -540,7 +799,9 @@ static void on_frame_bytes(struct conn *c, const unsigned char *p, size_t n) {
                 c->msg_op = c->op;
                 c->msg_len = 0;
                 c->msg_z = c->z && (c->hdr[0] & 0x40);
+                c->in_len = 0;
             }
+            if (c->op >= 8) c->ctl_len = 0;
             if (c->left == 0) on_frame_end(c);
             continue;
         }
@@ -552,8 +813,12 @@ static void on_frame_bytes(struct conn *c, const unsigned char *p, size_t n) {
                     return;
                 }
             } else {
+                if (O.mode == HUB) keep_bytes(c, p, take);
                 c->msg_len += take;
             }
+        } else if (O.mode == HUB && c->ctl_len + take <= sizeof c->ctl) {
+            memcpy(c->ctl + c->ctl_len, p, take);
+            c->ctl_len += take;
         }
         p += take;
         n -= take;
@@ -594,6 +859,7 @@ static void on_readable(struct conn *c) {
         if (errno != EAGAIN && errno != EINTR) fail(c, "recv", errno);
         return;
     }
+    if (O.mode == HUB) recv_ns = now_ns();
     const unsigned char *p = rbuf;
     size_t left = (size_t)n;
     if (c->st == HANDSHAKE) {
@@ -645,11 +911,14 @@ static void open_more(void) {
 
 /* Connections stuck opening, or a connect cycle stuck closing, are cut. */
 static void sweep(double t) {
-    for (int i = 0; i < O.conns; i++) {
+    for (int i = 0; i < nconns; i++) {
         struct conn *c = &C[i];
         int stuck_open = c->st == CONNECTING || c->st == HANDSHAKE;
         int stuck_cycle = O.mode == CONNECT && c->st >= OPEN && c->st != CLOSED;
-        if ((stuck_open || stuck_cycle) && t - c->t0 > STEP_TIMEOUT) fail(c, "step timeout", 0);
+        int stuck_subscribing = O.mode == HUB && c != PUB && c->st == OPEN &&
+                                c->hub_st != H_SUBSCRIBED;
+        if ((stuck_open || stuck_cycle || stuck_subscribing) && t - c->t0 > STEP_TIMEOUT)
+            fail(c, stuck_subscribing ? "no answer to connect and subscribe" : "step timeout", 0);
     }
 }
 
@@ -742,6 +1011,163 @@ static int tick_fanout(double t) {
     return 0;
 }
 
+/* hub: the phases, in order. A phase's window is bracketed by "measuring"
+ * and "measured" events that name it. */
+
+static double phase_t0, next_due, tp_seconds, tp_cpu, lat_seconds, lat_cpu;
+static uint64_t tp_pub0, tp_del0, tp_published, tp_deliveries;
+
+static void print_phase_event(const char *name, const char *what) {
+    printf("{\"event\": \"%s\", \"phase\": \"%s\"}\n", name, what);
+    fflush(stdout);
+}
+
+static void begin_phase(enum hub_phase p, double t) {
+    phase = p;
+    phase_t0 = t;
+    measuring = 0;
+}
+
+/* Every subscriber is open and subscribed (or the opening has failed). */
+static int subscribers_settled(void) {
+    if (next_id < O.conns || pending > 0) return 0;
+    for (int i = 0; i < O.conns; i++)
+        if (C[i].st == OPEN && C[i].hub_st != H_SUBSCRIBED) return 0;
+    return 1;
+}
+
+/* Every publish request is answered and every subscriber has every publication. */
+static int drained(void) {
+    if (outstanding > 0) return 0;
+    for (int i = 0; i < O.conns; i++)
+        if (C[i].st == OPEN && C[i].last_offset < pub_top) return 0;
+    return 1;
+}
+
+/* latency: publications on schedule, as long as fewer than --window are unanswered */
+static void publish_due(double t) {
+    for (int k = 0; k < 64 && t >= next_due; k++) {
+        if (outstanding >= O.window) {
+            late++;
+            break;
+        }
+        publish(PUB, 1);
+        next_due += 1.0 / O.rate;
+    }
+    if (t - next_due > 1.0) next_due = t; /* far behind: no burst to catch up */
+}
+
+static int tick_hub(double t) {
+    if (phase >= P_BACKEND && PUB->st == CLOSED) return 1; /* the error says why */
+    switch (phase) {
+    case P_SUBSCRIBE:
+        open_more();
+        if (!subscribers_settled()) return 0;
+        if (S.failed || S.dropped) return 1;
+        conn_open(PUB);
+        begin_phase(P_BACKEND, t);
+        return 0;
+    case P_BACKEND:
+        if (pub_ready) {
+            begin_phase(P_THROUGHPUT, t);
+        } else if (t - phase_t0 > STEP_TIMEOUT) {
+            note_error("no answer to the backend's connect", 0);
+            return 1;
+        }
+        return 0;
+    case P_THROUGHPUT:
+        if (!measuring && t >= phase_t0 + O.warmup) {
+            measuring = 1;
+            t_measure = t;
+            cpu_measure = cpu_seconds();
+            tp_pub0 = S.published;
+            tp_del0 = S.deliveries;
+            print_phase_event("measuring", "throughput");
+        }
+        if (measuring && t >= t_measure + O.duration) {
+            tp_seconds = t - t_measure;
+            tp_cpu = cpu_seconds() - cpu_measure;
+            tp_published = S.published - tp_pub0;
+            tp_deliveries = S.deliveries - tp_del0;
+            print_phase_event("measured", "throughput");
+            begin_phase(P_DRAIN1, t);
+            return 0;
+        }
+        if (outstanding < O.window) publish(PUB, O.window - outstanding);
+        return 0;
+    case P_DRAIN1:
+    case P_DRAIN2:
+        if (drained()) {
+            if (phase == P_DRAIN2) return 1;
+            begin_phase(P_LATENCY, t);
+            next_due = t;
+        } else if (t - phase_t0 > DRAIN_TIMEOUT) {
+            note_error("subscribers still miss publications after the drain timeout", 0);
+            return 1;
+        }
+        return 0;
+    case P_LATENCY:
+        if (!measuring && t >= phase_t0 + O.warmup) {
+            measuring = 1;
+            t_measure = t;
+            cpu_measure = cpu_seconds();
+            lat_t1 = UINT64_MAX;
+            lat_t0 = now_ns();
+            print_phase_event("measuring", "latency");
+        }
+        if (measuring && t >= t_measure + O.duration) {
+            lat_t1 = now_ns();
+            lat_seconds = t - t_measure;
+            lat_cpu = cpu_seconds() - cpu_measure;
+            print_phase_event("measured", "latency");
+            begin_phase(P_DRAIN2, t);
+            return 0;
+        }
+        publish_due(t);
+        return 0;
+    case P_DONE:
+        return 1;
+    }
+    return 1;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The nearest-rank percentile p (0-100) of the sorted latencies, in µs. */
+static double percentile_us(double p) {
+    if (lat_n == 0) return 0;
+    size_t rank = (size_t)(p / 100.0 * (double)lat_n + 0.999999);
+    if (rank < 1) rank = 1;
+    if (rank > lat_n) rank = lat_n;
+    return (double)lat[rank - 1] / 1e3;
+}
+
+static void print_hub_fields(void) {
+    uint64_t subscribed = 0;
+    for (int i = 0; i < O.conns; i++)
+        if (C[i].st == OPEN && C[i].hub_st == H_SUBSCRIBED) subscribed++;
+    qsort(lat, lat_n, sizeof *lat, cmp_u64);
+    double sum = 0;
+    for (size_t i = 0; i < lat_n; i++) sum += (double)lat[i];
+    printf("\"subscribed\": %llu, \"window\": %d, \"rate\": %g, "
+           "\"published\": %llu, \"deliveries\": %llu, "
+           "\"lat_published\": %llu, \"lat_deliveries\": %llu, \"lat_expected\": %llu, "
+           "\"lat_seconds\": %.6f, \"lat_cpu\": %.4f, \"late\": %llu, "
+           "\"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f, "
+           "\"mean_us\": %.1f, \"lost\": %llu, \"disorder\": %llu, ",
+           (unsigned long long)subscribed, O.window, O.rate,
+           (unsigned long long)tp_published, (unsigned long long)tp_deliveries,
+           (unsigned long long)lat_sent, (unsigned long long)(lat_n + lat_overflow),
+           (unsigned long long)(lat_sent * subscribed), lat_seconds,
+           lat_seconds > 0 ? lat_cpu / lat_seconds : 0.0, (unsigned long long)late,
+           percentile_us(50), percentile_us(90), percentile_us(99), percentile_us(100),
+           lat_n ? sum / (double)lat_n / 1e3 : 0.0, (unsigned long long)S.lost,
+           (unsigned long long)S.disorder);
+}
+
 static void print_result(double t, int timed_out) {
     struct stats d = S;
     double seconds = t - t_measure, cpu = cpu_seconds() - cpu_measure;
@@ -751,7 +1177,7 @@ static void print_result(double t, int timed_out) {
         d.cycles -= S0.cycles;
     }
     printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, \"timed_out\": %s, ",
-           (const char *[]){"echo", "connect", "idle", "fanout"}[O.mode], O.conns, O.size,
+           (const char *[]){"echo", "connect", "idle", "fanout", "hub"}[O.mode], O.conns, O.size,
            timed_out ? "true" : "false");
     printf("\"opened\": %llu, \"failed\": %llu, \"dropped\": %llu, \"errors\": %llu, "
            "\"bad\": %llu, \"deflate\": %llu, ",
@@ -767,6 +1193,10 @@ static void print_result(double t, int timed_out) {
     } else if (O.mode == IDLE) {
         seconds = t_ready > 0 ? t_ready - t_start : t - t_start;
         cpu = 0;
+    } else if (O.mode == HUB) {
+        seconds = tp_seconds;
+        cpu = tp_cpu;
+        print_hub_fields();
     } else {
         printf("\"messages\": %llu, \"bytes\": %llu, \"cycles\": %llu, ",
                (unsigned long long)d.msgs, (unsigned long long)d.bytes,
@@ -782,18 +1212,19 @@ static void print_result(double t, int timed_out) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen echo|connect|idle|fanout --port N [--host 127.0.0.1] [--path /]\n"
+            "usage: loadgen echo|connect|idle|fanout|hub --port N [--host 127.0.0.1] [--path /]\n"
             "  [--conns N] [--size BYTES] [--binary] [--raw] [--deflate] [--warmup S]\n"
             "  [--duration S] [--timeout S] [--hold S] [--count M] [--rounds R]\n"
-            "  [--inflight N]\n");
+            "  [--inflight N]\n"
+            "  hub: [--channel ticker:bench] --api-key KEY [--window 16] [--rate 100]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv) {
     if (argc < 2) usage();
-    const char *modes[] = {"echo", "connect", "idle", "fanout"};
+    const char *modes[] = {"echo", "connect", "idle", "fanout", "hub"};
     int found = 0;
-    for (int m = 0; m < 4; m++)
+    for (int m = 0; m < 5; m++)
         if (strcmp(argv[1], modes[m]) == 0) {
             O.mode = (enum mode)m;
             found = 1;
@@ -818,19 +1249,34 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--count") == 0) O.count = atoi(v), i++;
         else if (strcmp(a, "--rounds") == 0) O.rounds = atoi(v), i++;
         else if (strcmp(a, "--inflight") == 0) O.inflight = atoi(v), i++;
+        else if (strcmp(a, "--channel") == 0) O.channel = v, i++;
+        else if (strcmp(a, "--api-key") == 0) O.api_key = v, i++;
+        else if (strcmp(a, "--window") == 0) O.window = atoi(v), i++;
+        else if (strcmp(a, "--rate") == 0) O.rate = atof(v), i++;
         else usage();
     }
     if (O.port <= 0 || O.conns <= 0 || O.inflight <= 0 || O.count <= 0 || O.rounds <= 0)
         usage();
+    if (O.mode == HUB) {
+        /* names go into JSON strings as they are: keep them plain */
+        const char *plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-.";
+        if (O.deflate || O.raw || O.window <= 0 || O.rate <= 0 || !O.api_key[0] ||
+            strspn(O.channel, plain) != strlen(O.channel) ||
+            strspn(O.api_key, plain) != strlen(O.api_key) || strlen(O.channel) > 255 ||
+            strlen(O.api_key) > 255 || O.size > HUB_MSG_MAX / 2)
+            usage();
+    }
     if (O.timeout <= 0) /* a hard deadline well past the expected end */
-        O.timeout = O.mode == IDLE ? O.hold + 120.0 : O.mode == FANOUT ? 300.0
-                                                     : O.warmup + O.duration + 60.0;
+        O.timeout = O.mode == IDLE     ? O.hold + 120.0
+                    : O.mode == FANOUT ? 300.0
+                    : O.mode == HUB    ? 2 * (O.warmup + O.duration) + 2 * DRAIN_TIMEOUT + 60.0
+                                       : O.warmup + O.duration + 60.0;
 }
 
 static void raise_nofile(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rlim_t want = (rlim_t)O.conns + 64;
+    rlim_t want = (rlim_t)O.conns + 65;
     if (rl.rlim_cur >= want) return;
     rl.rlim_cur = want <= rl.rlim_max ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
@@ -843,6 +1289,9 @@ static void prepare_frames(void) {
     frame_len = build_frame(frame, O.text ? 1 : 2, corpus, O.size);
     const unsigned char code[2] = {0x03, 0xe8}; /* 1000, normal closure */
     build_frame(close_frame, 8, code, 2);
+    pubtext_cap = O.size + 1024;
+    pubtext = malloc(pubtext_cap);
+    if (!pubtext) exit(2);
     request_len = (size_t)snprintf(
         request, sizeof request,
         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -857,7 +1306,9 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     prepare_frames();
-    C = calloc((size_t)O.conns, sizeof *C);
+    nconns = O.conns + (O.mode == HUB);
+    C = calloc((size_t)nconns, sizeof *C);
+    if (O.mode == HUB && C) PUB = &C[O.conns];
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (!C || ep < 0) return 2;
     if (O.mode == IDLE) {
@@ -889,13 +1340,21 @@ int main(int argc, char **argv) {
         case CONNECT: done = tick_timed(t); break;
         case IDLE: done = tick_idle(t); break;
         case FANOUT: done = tick_fanout(t); break;
+        case HUB: done = tick_hub(t); break;
         }
         if (done) break;
-        int n = epoll_wait(ep, events, MAX_EVENTS, 2);
-        if (O.mode == FANOUT && n > 0 && n < 64) {
+        int wait_ms = 2;
+        if (O.mode == HUB && phase == P_LATENCY) { /* wake up for the next publication */
+            double ms = (next_due - now()) * 1e3;
+            wait_ms = ms <= 0 ? 0 : ms < 2 ? (int)ms + 1 : 2;
+        }
+        int n = epoll_wait(ep, events, MAX_EVENTS, wait_ms);
+        int batch = O.mode == FANOUT || (O.mode == HUB && phase != P_LATENCY);
+        if (batch && n > 0 && n < 64) {
             /* A trickle over many sockets: let it pile up for a moment, so that one
              * recv() takes several messages and the reader stays cheaper than the
-             * server's writes (the socket buffers hold far more than this). */
+             * server's writes (the socket buffers hold far more than this). Never
+             * while latency is measured: it would add to it. */
             struct timespec pause = {0, 200 * 1000};
             nanosleep(&pause, NULL);
             n = epoll_wait(ep, events, MAX_EVENTS, 0);
@@ -919,7 +1378,7 @@ int main(int argc, char **argv) {
     stopping = 1;
     if (O.mode == IDLE && !ready_printed) print_ready(t);
     print_result(t, timed_out);
-    for (int i = 0; i < O.conns; i++) {
+    for (int i = 0; i < nconns; i++) {
         struct conn *c = &C[i];
         if (c->st == OPEN && !O.raw) send(c->fd, close_frame, sizeof close_frame, MSG_NOSIGNAL);
         conn_close(c);

@@ -1,9 +1,10 @@
 """What every benchmark server shares: its arguments, settings, event loop and ready line.
 
 A server script is started as ``python -m bench.servers.NAME --mode echo|fanout
-[--compression] [--loop uvloop|asyncio]``. It listens on 127.0.0.1, on a free
-port, and prints one line ``LISTENING <port> <json>`` once it accepts
-connections (the JSON says how it was set up); SIGTERM stops it.
+[--compression] [--loop uvloop|asyncio]`` (tidewire also has ``--mode pubsub``).
+It listens on 127.0.0.1, on a free port, and prints one line
+``LISTENING <port> <json>`` once it accepts connections (the JSON says how it
+was set up); SIGTERM stops it.
 
 Modes:
 
@@ -12,6 +13,10 @@ Modes:
   client is a trigger: the server sends M binary messages of ``FANOUT_SIZE``
   bytes to every client of the group, yielding to the event loop after each
   one, then the text ``"end"`` to each of them with an awaited send.
+- ``pubsub`` (tidewire only): the reference of the hub scenario. Just enough of
+  the hub's protocol for the load generator's hub mode, on one channel and
+  without the hub: every request gets a reply, ``subscribe`` joins the group,
+  and ``publish`` sends one push to the group with ``broadcast()``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ Main = Callable[[argparse.Namespace], Coroutine[Any, Any, None]]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("echo", "fanout"), default="echo")
+    parser.add_argument("--mode", choices=("echo", "fanout", "pubsub"), default="echo")
     parser.add_argument("--compression", action="store_true", help="permessage-deflate on")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--port", type=int, default=0)

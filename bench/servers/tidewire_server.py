@@ -1,9 +1,14 @@
-"""The tidewire server under test: echo, or fan-out through ``tidewire.broadcast``."""
+"""The tidewire server under test: echo, or fan-out through ``tidewire.broadcast``.
+
+``--mode pubsub`` is the reference row of the hub scenario: publications pushed
+with ``tidewire.broadcast()`` and none of the hub (sessions, broker, history).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 import tidewire
@@ -40,8 +45,34 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             clients.discard(ws)
 
+    offset = 0
+
+    async def pubsub(ws: Any) -> None:
+        """connect, subscribe and publish, answered as the hub would; one channel."""
+        nonlocal offset
+        try:
+            async for message in ws:
+                request = json.loads(message)
+                rid = json.dumps(request.get("id"))
+                op = request.get("op")
+                if op == "publish":
+                    offset += 1
+                    data = json.dumps(request["data"], separators=(",", ":"))
+                    channel = json.dumps(request["channel"])
+                    push = f'{{"push":"pub","channel":{channel},"offset":{offset},"data":{data}}}'
+                    tidewire.broadcast(clients, push)
+                    await ws.send(f'{{"id":{rid},"result":{{"offset":{offset}}}}}')
+                elif op == "subscribe":
+                    await ws.send(f'{{"id":{rid},"result":{{"offset":{offset}}}}}')
+                    clients.add(ws)
+                else:
+                    await ws.send(f'{{"id":{rid},"result":{{}}}}')
+        finally:
+            clients.discard(ws)
+
+    handlers = {"echo": echo, "fanout": fanout, "pubsub": pubsub}
     async with tidewire.serve(
-        echo if args.mode == "echo" else fanout,
+        handlers[args.mode],
         common.HOST,
         args.port,
         compression="deflate" if args.compression else None,
