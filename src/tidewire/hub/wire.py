@@ -78,8 +78,12 @@ class Request:
         return position_from(self.body.get("since"), "since")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON; one encoder for all, rather than one per call."""
+    return _ENCODER.encode(value)
 
 
 def parse_request(text: str) -> Request:
