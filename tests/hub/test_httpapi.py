@@ -100,6 +100,7 @@ async def test_api_is_off_without_a_key(make_hub: MakeHub) -> None:
         (b'{"data": 1}', "channel"),
         (b'{"channel": "chat:x"}', "missing data"),
         (b'{"channel": 5, "data": 1}', "channel"),
+        (b'{"channel": "chat:x", "data": Infinity}', "Infinity isn't JSON"),
     ],
 )
 async def test_bad_publish_bodies_are_400(

@@ -55,6 +55,7 @@ async def test_second_connect_is_a_conflict(hub: Hub) -> None:
         ('{"id": 1, "op": "subscribe", "channel": "a\\u0000b"}', "control characters"),
         ('{"id": 1, "op": "subscribe", "channel": "news:a", "since": 3}', "since must be"),
         ('{"id": 1, "op": "publish", "channel": "chat:a"}', "needs data"),
+        ('{"op": "publish", "channel": "chat:a", "data": NaN}', "NaN isn't JSON"),
         ('{"id": 1, "op": "history", "channel": "chat:a", "limit": -1}', "limit must be"),
     ],
 )

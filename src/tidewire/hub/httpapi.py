@@ -21,7 +21,7 @@ from ..protocol import Headers, Request, Response
 from .auth import check_api_key
 from .broker import BrokerUnavailable
 from .metrics import CONTENT_TYPE as METRICS_TYPE
-from .wire import RequestError, channel_name, dumps, position_from
+from .wire import RequestError, channel_name, dumps, loads, position_from
 
 if TYPE_CHECKING:
     from .. import asyncio as tw
@@ -226,7 +226,7 @@ def _body(request: Request) -> dict[str, Any]:
     if not request.body:
         raise HttpError(400, "the request has no body; send a JSON object")
     try:
-        body = json.loads(request.body)
+        body = loads(request.body)
     except ValueError as exc:
         raise HttpError(400, f"the body isn't JSON: {exc}") from None
     if not isinstance(body, dict):

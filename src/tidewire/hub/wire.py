@@ -27,6 +27,7 @@ __all__ = [
     "publications_json",
     "position_from",
     "dumps",
+    "loads",
 ]
 
 MAX_CHANNEL = 255
@@ -86,6 +87,15 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} isn't JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON: NaN and Infinity, which browsers can't parse, are refused."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def parse_request(text: str) -> Request:
     """Decode one request; raise ``RequestError`` (400) saying what is wrong.
 
@@ -93,7 +103,7 @@ def parse_request(text: str) -> Request:
     the error reply can carry it.
     """
     try:
-        body = json.loads(text)
+        body = loads(text)
     except ValueError as exc:
         raise RequestError(Code.BAD_REQUEST, f"not JSON: {exc}") from None
     if not isinstance(body, dict):
