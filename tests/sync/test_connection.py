@@ -251,6 +251,24 @@ def test_process_request_can_refuse_and_answer() -> None:
         assert info.value.response.status == 200
 
 
+def test_process_request_reads_a_body_where_allowed() -> None:
+    def api(ws: ServerConnection, request: Request) -> Response | None:
+        if request.method == "POST":
+            return ws.respond(200, f"got {request.body.decode()}\n")
+        return None
+
+    with running(echo, process_request=api, max_request_body=100) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout(5)) as sock:
+            sock.sendall(b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"got hello\n")
+        with connect(url(srv)) as ws:  # upgrades still work
+            ws.send("in")
+            assert ws.recv(timeout(5)) == "in"
+
+
 def test_process_response_can_change_the_response() -> None:
     def stamp(ws: ServerConnection, request: Request, response: Response) -> Response | None:
         response.headers["X-Served-By"] = "tidewire.sync"
