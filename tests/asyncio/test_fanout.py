@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import tidewire
-from tidewire import ConnectionClosedError, DeflateOptions, ServerConnection
+from tidewire import Connection, ConnectionClosedError, DeflateOptions, ServerConnection
 from tidewire.protocol import Opcode
 
 from ..protocol.helpers import Pair
@@ -124,3 +124,32 @@ async def test_slow_consumer_never_slows_the_others(
 
 def _port(ws: tidewire.ClientConnection) -> int:
     return int(ws.local_address[1])
+
+
+async def test_broadcasts_of_one_turn_go_out_in_one_write(
+    hub: tuple[Hub, tidewire.Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h, server = hub
+    client = await tidewire.connect(f"ws://127.0.0.1:{server.port}/", compression=None)
+    await h.wait_for(1)
+    (conn,) = h.connections
+    writes: list[int] = []  # frames handed to the transport, per write
+    flush = Connection._flush
+
+    def counted_flush(self: Connection) -> None:
+        if self is conn and self.protocol._out:
+            writes.append(len(self.protocol._out))
+        flush(self)
+
+    monkeypatch.setattr(Connection, "_flush", counted_flush)
+    for i in range(10):
+        assert tidewire.broadcast(h.connections, f"message {i}") == 1
+    assert writes == []  # nothing yet: the frames wait for the end of the turn
+    for i in range(10):
+        assert await within(client.recv()) == f"message {i}"
+    assert writes == [10]  # one write of ten frames
+    tidewire.broadcast(h.connections, "then")
+    await conn.send("a direct send writes what was broadcast first")
+    assert await within(client.recv()) == "then"
+    assert await within(client.recv()) == "a direct send writes what was broadcast first"
+    await client.close()

@@ -50,6 +50,7 @@ class Connection(asyncio.Protocol):
         "_reading_paused",
         "_sock_closed",
         "_chunks_received",
+        "_flush_due",
     )
 
     protocol: proto.ServerProtocol | proto.ClientProtocol
@@ -85,6 +86,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._sock_closed = False
         self._chunks_received = 0  # for keepalive: did anything come in?
+        self._flush_due = False  # broadcast() frames wait for the end of the turn
 
     # asyncio.Protocol
 
