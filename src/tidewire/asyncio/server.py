@@ -15,7 +15,7 @@ from ..protocol.connection import DEFAULT_MAX_SIZE
 from ..protocol.deflate import DeflateOptions
 from ..protocol.frames import CloseCode
 from ..protocol.http import Request, Response
-from ..protocol.server import SERVER_HEADER
+from ..protocol.server import SERVER_HEADER, server_protocol_factory
 from .connection import Connection
 
 __all__ = ["serve", "unix_serve", "Server", "ServerConnection"]
@@ -271,20 +271,16 @@ class serve:
         unix_path: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if compression not in ("deflate", None):
-            raise ValueError(f"unsupported compression: {compression!r}")
-        options = deflate_options or DeflateOptions()
-
-        def protocol_factory() -> proto.ServerProtocol:
-            return proto.ServerProtocol(
-                origins=origins,
-                subprotocols=subprotocols,
-                select_subprotocol=select_subprotocol,
-                compression=options if compression else None,
-                max_size=max_size,
-                server_header=server_header,
-                max_body=max_request_body,
-            )
+        protocol_factory = server_protocol_factory(
+            origins=origins,
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            compression=compression,
+            deflate_options=deflate_options,
+            max_size=max_size,
+            server_header=server_header,
+            max_body=max_request_body,
+        )
 
         self._handler = handler
         self._host = host

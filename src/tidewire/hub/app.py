@@ -60,7 +60,6 @@ class Hub:
         # still subscribing (their events are held), and the broker listen.
         self._live: dict[str, set[tw.ServerConnection]] = {}
         self._joining: dict[str, set[Session]] = {}
-        self._local: dict[str, int] = {}
         self._listens: dict[str, asyncio.Future[None]] = {}
         self._server: tw.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -206,7 +205,6 @@ class Hub:
         that no publication falls between history and the live stream.
         """
         self._joining.setdefault(channel, set()).add(session)
-        self._local[channel] = self._local.get(channel, 0) + 1
         ready = self._listens.get(channel)
         if ready is None:
             ready = self._listens[channel] = asyncio.ensure_future(self.broker.listen(channel))
@@ -233,11 +231,8 @@ class Hub:
                 members.discard(member)
                 if not members:
                     del table[channel]
-        count = self._local.get(channel, 0) - 1
-        if count > 0:
-            self._local[channel] = count
-            return
-        self._local.pop(channel, None)
+        if channel in self._joining or channel in self._live:
+            return  # other local subscribers remain
         ready = self._listens.pop(channel, None)
         if ready is not None:
             try:
@@ -267,6 +262,6 @@ class Hub:
             "subscriptions": (
                 "subscriptions on this node", sum(len(s.channels) for s in self.sessions)
             ),
-            "channels": ("channels with subscribers on this node", len(self._local)),
+            "channels": ("channels with subscribers on this node", len(self._listens)),
             "broker_up": ("1 while the broker is reachable", 1.0 if self.broker.healthy else 0.0),
         }

@@ -18,7 +18,7 @@ from .deflate import DEFAULT_OPTIONS, Deflate, DeflateOptions, parse_extensions,
 from .handshake import accept_key, check_key, single, split_tokens
 from .http import Headers, Request, Response, parse_request, request_body_length
 
-__all__ = ["ServerProtocol"]
+__all__ = ["ServerProtocol", "server_protocol_factory"]
 
 SERVER_HEADER: str = f"tidewire/{__version__}"
 
@@ -244,3 +244,34 @@ class ServerProtocol(Connection):
                 super().receive_data(data)
         else:
             self._pending_deflate = None
+
+
+def server_protocol_factory(
+    *,
+    origins: Sequence[str | None] | None,
+    subprotocols: Sequence[str] | None,
+    select_subprotocol: Callable[[Sequence[str]], str | None] | None,
+    compression: str | None,
+    deflate_options: DeflateOptions | None,
+    max_size: int | None,
+    server_header: str | None,
+    max_body: int,
+) -> Callable[[], ServerProtocol]:
+    """What both I/O layers' ``serve()`` need: check the options once, then
+    make a ``ServerProtocol`` per connection."""
+    if compression not in ("deflate", None):
+        raise ValueError(f"unsupported compression: {compression!r}")
+    options = (deflate_options or DeflateOptions()) if compression else None
+
+    def factory() -> ServerProtocol:
+        return ServerProtocol(
+            origins=origins,
+            subprotocols=subprotocols,
+            select_subprotocol=select_subprotocol,
+            compression=options,
+            max_size=max_size,
+            server_header=server_header,
+            max_body=max_body,
+        )
+
+    return factory

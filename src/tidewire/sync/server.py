@@ -24,7 +24,7 @@ from ..protocol.connection import DEFAULT_MAX_SIZE
 from ..protocol.deflate import DeflateOptions
 from ..protocol.frames import CloseCode
 from ..protocol.http import Request, Response
-from ..protocol.server import SERVER_HEADER
+from ..protocol.server import SERVER_HEADER, server_protocol_factory
 from .connection import RECV_SIZE, Connection, remaining, set_nodelay
 
 __all__ = ["serve", "unix_serve", "Server", "ServerConnection"]
@@ -330,20 +330,16 @@ def serve(
     request)`` may answer the HTTP request instead of upgrading it, and
     ``process_response(connection, request, response)`` may change the answer.
     """
-    if compression not in ("deflate", None):
-        raise ValueError(f"unsupported compression: {compression!r}")
-    options = deflate_options or DeflateOptions()
-
-    def protocol_factory() -> proto.ServerProtocol:
-        return proto.ServerProtocol(
-            origins=origins,
-            subprotocols=subprotocols,
-            select_subprotocol=select_subprotocol,
-            compression=options if compression else None,
-            max_size=max_size,
-            server_header=server_header,
-            max_body=max_request_body,
-        )
+    protocol_factory = server_protocol_factory(
+        origins=origins,
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        compression=compression,
+        deflate_options=deflate_options,
+        max_size=max_size,
+        server_header=server_header,
+        max_body=max_request_body,
+    )
 
     if unix_path is not None:
         sock = _unix_listener(unix_path, backlog)
