@@ -3,7 +3,8 @@
 Each server runs as its own process pinned to ``settings.server_cpu``; load
 generators and clients are pinned to ``settings.client_cpu``. Their stderr goes
 to ``bench/.logs/`` so that a failure can be explained. The hub scenario runs
-the hub itself, ``tidewire serve`` (``HubProcess``), the same way.
+the hub itself, ``tidewire serve`` (``HubProcess``), the same way, and for its
+Redis contender a ``redis-server`` of its own (``RedisProcess``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,13 +118,18 @@ class ServerProcess:
         self._spawn(name, argv, settings)
 
     def _spawn(
-        self, name: str, argv: list[str], settings: Settings, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: list[str],
+        settings: Settings,
+        env: dict[str, str] | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.name = name
         self.log_path = LOG_DIR / f"server-{name}.log"
         with log_file(f"server-{name}") as log:
             self.proc = subprocess.Popen(
-                pinned(settings.server_cpu, argv),
+                pinned(settings.server_cpu if cpu is None else cpu, argv),
                 cwd=REPO,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -185,21 +194,34 @@ class ServerProcess:
 
 
 class HubProcess(ServerProcess):
-    """The hub, ``tidewire serve --no-demo``, on a free port with the default config.
+    """The hub, ``tidewire serve --no-demo``, on a free port with the default config,
+    its broker aside: the memory broker, or ``broker`` (a Redis URL).
 
     It is ready once it prints its first line, ``tidewire hub listening on
     http://127.0.0.1:PORT/ ...``; it runs on uvloop when that is installed.
+    ``name`` names its log, ``cpu`` the core it is pinned to (the server's core
+    by default).
     """
 
     READY = re.compile(r"tidewire hub listening on http://127\.0\.0\.1:(\d+)/")
     # What `tidewire serve` would take from the environment instead of its defaults.
     ENV_OPTIONS = ("TIDEWIRE_CONFIG", "TIDEWIRE_BROKER", "TIDEWIRE_TOKEN_SECRET")
 
-    def __init__(self, settings: Settings, api_key: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: str,
+        name: str = "hub",
+        broker: str | None = None,
+        cpu: int | None = None,
+    ) -> None:
         argv = [sys.executable, "-m", "tidewire.cli", "serve", "--host", "127.0.0.1"]
         argv += ["--port", "0", "--no-demo", "--api-key", api_key]
+        if broker is not None:
+            argv += ["--broker", broker]
+        self.broker = broker or "memory"
         env = {k: v for k, v in os.environ.items() if k not in self.ENV_OPTIONS}
-        self._spawn("hub", argv, settings, env)
+        self._spawn(name, argv, settings, env, cpu)
 
     def _on_ready_line(self, line: str) -> bool:
         match = self.READY.match(line)
@@ -207,8 +229,122 @@ class HubProcess(ServerProcess):
             return False
         self.port = int(match.group(1))
         loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-        self.info = {"library": "tidewire serve", "loop": loop}
+        self.info = {"library": "tidewire serve", "loop": loop, "broker": self.broker}
         return True
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_version() -> str:
+    """``redis-server --version``'s version, or "not installed"."""
+    path = shutil.which("redis-server")
+    if path is None:
+        return "not installed"
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    match = re.search(r"v=(\S+)", out.stdout)
+    return match.group(1) if match else "unknown"
+
+
+class RedisProcess:
+    """A ``redis-server`` of one sample, pinned, until the ``with`` block ends.
+
+    It listens on 127.0.0.1 on a free port and keeps nothing on disk (``--save ""
+    --appendonly no``, its directory a temporary one, removed at the end); its log
+    goes to ``bench/.logs/redis-server.log``. It is ready once it answers PING.
+    """
+
+    ATTEMPTS = 3  # a free port can be taken between the look and the bind
+
+    def __init__(self, cpu: int) -> None:
+        self.name = "redis-server"
+        self.log_path = LOG_DIR / "redis-server.log"
+        self.cpu = cpu
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> RedisProcess:
+        if shutil.which("redis-server") is None:
+            raise BenchError("redis-server is missing (Debian package redis-server)")
+        try:
+            for _ in range(self.ATTEMPTS):
+                if self._start():
+                    return self
+            raise BenchError(f"redis-server did not start: {tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start(self) -> bool:
+        """Start on a free port; True once it answers, False if it exited (port taken)."""
+        self.stop()
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.port = free_port()
+        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--save", "", "--appendonly", "no", "--dir", self.dir, "--logfile", ""]
+        argv += ["--daemonize", "no", "--databases", "1"]
+        with log_file(self.name) as log:
+            self.proc = subprocess.Popen(
+                pinned(self.cpu, argv),
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self._answers_ping():
+                return True
+            time.sleep(0.05)
+        raise BenchError(f"redis-server did not answer PING in 10 s: {tail(self.log_path)}")
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise BenchError(f"redis-server exited: {tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
 
 class JsonLinesProcess:

@@ -12,11 +12,21 @@ from importlib import metadata
 from typing import Any
 
 from bench import stats
-from bench.scenarios import CLIENT_SERVER, HUB_CHANNEL, LABELS, Sample, Scenario
+from bench.procs import redis_server_version
+from bench.scenarios import CLIENT_SERVER, HUB_CHANNEL, HUB_OTHERS, LABELS, Sample, Scenario
 from bench.settings import Settings
 from bench.stats import Summary
 
-LIBRARIES = ("tidewire", "picows", "websockets", "aiohttp", "uvloop", "aiofastnet", "matplotlib")
+LIBRARIES = (
+    "tidewire",
+    "picows",
+    "websockets",
+    "aiohttp",
+    "uvloop",
+    "aiofastnet",
+    "matplotlib",
+    "redis",
+)
 
 
 def _cpu_model() -> str:
@@ -53,7 +63,10 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "gcc": _gcc_version(),
-        "versions": {name: _version(name) for name in LIBRARIES},
+        "versions": {
+            **{name: _version(name) for name in LIBRARIES},
+            "redis-server": redis_server_version(),
+        },
         "load_start": os.getloadavg(),
     }
 
@@ -128,13 +141,21 @@ def metrics_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
             ratio = stats.ratio(top, summaries[name].values.get(metric.key, (None,))[0])
             row += f" {'' if metric.count else fmt_ratio(ratio)} |"
         lines.append(row)
+    # Rows for the other processes of a contender (hub-redis: node A, redis-server).
+    pairs = [("server", "load")]
+    node_a, redis = HUB_OTHERS
+    if any(f"{role}_cpu" in summaries[n].values for role in HUB_OTHERS for n in names):
+        pairs.append((node_a, redis))
     for label, prefix in (("throughput", ""), ("latency", "lat_")):
-        for kind in ("cpu", "wait"):
-            row = f"| {'CPU' if kind == 'cpu' else 'waited'} server / load, {label} |"
-            for name in names:
-                server, load = f"{prefix}server_{kind}", f"{prefix}load_{kind}"
-                row += f" {_value_pair(summaries[name], server, load)} | |"
-            lines.append(row + " |" * len(others))
+        for one, two in pairs:
+            for kind in ("cpu", "wait"):
+                what = "CPU" if kind == "cpu" else "waited"
+                sides = f"{_side_label(one, len(pairs) > 1)} / {_side_label(two)}"
+                row = f"| {what} {sides}, {label} |"
+                for name in names:
+                    keys = f"{prefix}{one}_{kind}", f"{prefix}{two}_{kind}"
+                    row += f" {_value_pair(summaries[name], *keys)} | |"
+                lines.append(row + " |" * len(others))
     lines.append(
         "| runs |" + "".join(_runs(summaries[n]) + " | |" for n in names) + " |" * len(others)
     )
@@ -154,7 +175,21 @@ def metrics_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
         ]
     if any(s.values.get("load_cpu", (0.0,))[0] > 0.8 for s in summaries.values()):
         lines += ["⚠ load CPU above 80%: the load generator may share the limit.", ""]
+    shared = [f"{prefix}{side}_wait" for prefix in ("", "lat_") for side in ("load", *HUB_OTHERS)]
+    if any(s.values.get(k, (0.0,))[0] > 0.1 for s in summaries.values() for k in shared):
+        lines += [
+            "⚠ the load generator (or, in the Redis row, node A or redis-server: they share"
+            " its core) waited for its core over 10% of the time.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def _side_label(side: str, nodes: bool = False) -> str:
+    """A process's role for a row's label; ``nodes``: say which hub node the server is."""
+    if side == "server" and nodes:
+        return "server (Redis: node B)"
+    return HUB_OTHERS.get(side, side)
 
 
 def _runs(s: Summary) -> str:
@@ -236,7 +271,7 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         f" libraries alternating (A B C A B C ...); {s.warmup:g} s of warm-up, then"
         f" {s.duration:g} s measured. Each sample starts a fresh server process.",
         f"- Pinning (`taskset`): server on core {s.server_cpu}; load generator or client on"
-        f" core {s.client_cpu}.",
+        f" core {s.client_cpu} (for the hub on Redis, see Hub).",
         f"- Event loop: {s.loop} for every Python server and client. picows runs as its users"
         " run it: on uvloop, with the aiofastnet transports it depends on.",
         "- Load: `bench/loadgen/loadgen`, C (epoll, one thread, gcc -O2), one message in"
@@ -272,8 +307,10 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         f" {s.hub_subscribers:,} subscribers (connect, then subscribe) and one backend"
         " connection (connect with the API key) that publishes"
         f' `{{"t": <CLOCK_MONOTONIC ns>, "pad": "..."}}`, {s.hub_size} B of JSON data'
-        " (pushes are about 170 B). Throughput: publish requests kept"
-        f" {s.hub_window} outstanding; {s.warmup:g} s of warm-up, {s.duration:g} s measured;"
+        f" (pushes are about 170 B). Throughput: {s.hub_window} publications kept in flight,"
+        " each until it is answered and every subscriber has it (with Redis a publish reply"
+        " comes before node B has delivered: counting replies only, the backend would"
+        f" outrun the fan-out); {s.warmup:g} s of warm-up, {s.duration:g} s measured;"
         " then it waits until every subscriber has every publication. Latency:"
         f" {s.hub_rate:g} publications/s, {s.warmup:g} s of warm-up, {s.duration:g} s"
         " measured; p50 and p99 over every delivery of a publication sent in the window,"
@@ -283,6 +320,20 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         " server in `--mode pubsub`, the same protocol subset with `tidewire.broadcast()` and"
         " no hub. While throughput is measured the load generator lets reads pile up for"
         " 200 µs when few sockets are ready, as in fan-out; never while latency is measured.",
+        f"- Hub on Redis (hub, Redis, 2 nodes): each sample starts a fresh `redis-server`"
+        f' ({redis_server_version()}; `--save "" --appendonly no`, a temporary directory, a'
+        " free port on 127.0.0.1) and two hub nodes, `tidewire serve --no-demo --broker"
+        " redis://127.0.0.1:PORT/0`, otherwise as above. The subscribers connect to node B;"
+        " the backend connects and publishes to node A, so each publication goes node A →"
+        " Redis (a Lua script gives it its offset and history entry, then PUBLISH) → node B"
+        " → subscribers, and the publish reply comes from node A. The machine has"
+        f" {os.cpu_count()} cores, so the processes share them: node B, which does the"
+        f" fan-out as the lone hub does, is alone on core {s.server_cpu}; node A and"
+        f" redis-server are pinned to core {s.client_cpu} with the load generator (they do"
+        " per-publication work, the load generator per-delivery work). Their CPU and"
+        ' waited shares have rows of their own; "server" is node B. So this row is not'
+        " a measure of a deployment with a machine per node: it is the cost of the Redis"
+        " path on the same cores, beside the memory broker.",
         '- Columns: median and min – max over the runs; "vs best": median / the best'
         ' library\'s median; "vs raw TCP": median / the raw TCP median; "CPU server /'
         ' load": share of one core used over the measured window by the server and by the'

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from bench.procs import (
     HubProcess,
     JsonLinesProcess,
     ProcessMeter,
+    RedisProcess,
     ServerProcess,
 )
 from bench.settings import Settings
@@ -32,7 +34,12 @@ LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this
 REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
 CLIENT_SERVER = "picows"  # the fixed server of the client scenario
 FANOUT_SIZE = 1024
-HUBS = ("hub", "broadcast")  # the hub itself, and a bare broadcast() server as its reference
+# The hub on its memory broker; two hub nodes on one redis-server, subscribers on one
+# and the backend on the other; a bare broadcast() server as the reference.
+HUBS = ("hub", "hub-redis", "broadcast")
+# The processes of a contender besides the server its subscribers connect to, by role:
+# the keys of their numbers in Sample.values ("node_a_cpu", ...), and their labels.
+HUB_OTHERS = {"node_a": "node A", "redis": "redis-server"}
 HUB_CHANNEL = "ticker:bench"  # the default config's ticker namespace: anonymous may subscribe
 LABELS = {
     "tidewire": "tidewire",
@@ -42,6 +49,7 @@ LABELS = {
     "rawtcp": "raw TCP (limit)",
     "loadgen": "C loadgen (reference)",
     "hub": "tidewire hub",
+    "hub-redis": "hub, Redis, 2 nodes",
     "broadcast": "broadcast() server (reference)",
 }
 
@@ -102,19 +110,25 @@ def check(result: dict[str, Any], conns: int, deflate: bool = False) -> str:
 
 class Meters:
     """CPU meters of the server and the load, started and stopped by the load's events
-    (those of one ``phase``, when the load has several measured windows)."""
+    (those of one ``phase``, when the load has several measured windows); ``others``
+    are more processes to meter, by role."""
 
     def __init__(
-        self, server: ServerProcess, driver: JsonLinesProcess, phase: str | None = None
+        self,
+        server: ServerProcess,
+        driver: JsonLinesProcess,
+        phase: str | None = None,
+        others: dict[str, int] | None = None,
     ) -> None:
         self.server = ProcessMeter(server.pid)
         self.load = ProcessMeter(driver.pid)
+        self.others = {role: ProcessMeter(pid) for role, pid in (others or {}).items()}
         self.phase = phase
 
     def on_event(self, event: Event) -> None:
         if event.get("phase") != self.phase:
             return
-        for meter in (self.server, self.load):
+        for meter in (self.server, self.load, *self.others.values()):
             if event["event"] == "measuring":
                 meter.start()
             elif event["event"] == "measured":
@@ -246,24 +260,45 @@ def fanout(name: str, settings: Settings) -> Sample:
     return meters.sample(value, note, server.info)
 
 
+def start_hub(
+    name: str, settings: Settings, api_key: str, stack: ExitStack
+) -> tuple[ServerProcess, dict[str, ServerProcess | RedisProcess]]:
+    """Start a hub contender's processes, stopped when ``stack`` closes: the server
+    the subscribers connect to, and the others by role (``HUB_OTHERS``).
+
+    hub-redis: a fresh redis-server, node A (the backend's) and node B (the
+    subscribers'), both ``--broker redis://...``. Node B does the fan-out, as the
+    lone hub does: it gets the server's core to itself. Node A and redis-server do
+    per-publication work only, and share the load generator's core (2 cores).
+    """
+    if name == "broadcast":
+        return stack.enter_context(ServerProcess("tidewire", "pubsub", False, settings)), {}
+    if name == "hub":
+        return stack.enter_context(HubProcess(settings, api_key)), {}
+    redis = stack.enter_context(RedisProcess(settings.client_cpu))
+    node_a = stack.enter_context(
+        HubProcess(settings, api_key, "hub-redis-a", redis.url, settings.client_cpu)
+    )
+    node_b = stack.enter_context(HubProcess(settings, api_key, "hub-redis-b", redis.url))
+    return node_b, {"node_a": node_a, "redis": redis}
+
+
 def hub(name: str, settings: Settings) -> Sample:
     """The hub with its subscribers and one backend, both in the C load generator.
 
-    Throughput: publications/s the hub answers with ``hub_window`` publish
-    requests outstanding, and the deliveries/s that come of them. Latency: at
-    ``hub_rate`` publications/s, from the publisher's clock reading in the data
-    to its arrival at each subscriber (same clock, same process), p50 and p99 of
-    every delivery of the window. Every subscriber must get every publication,
-    offsets consecutive.
+    Throughput: publications/s with ``hub_window`` publications in flight (each
+    until it is answered and every subscriber has it), and the deliveries/s that
+    come of them. Latency: at ``hub_rate`` publications/s, from the publisher's
+    clock reading in the data to its arrival at each subscriber (same clock, same
+    process), p50 and p99 of every delivery of the window. Every subscriber must
+    get every publication, offsets consecutive. For hub-redis the backend
+    publishes on node A and the subscribers are on node B: every publication
+    crosses Redis.
     """
     conns = settings.hub_subscribers
     key = "bench-" + secrets.token_hex(8)
-    server = (
-        HubProcess(settings, key)
-        if name == "hub"
-        else ServerProcess("tidewire", "pubsub", False, settings)
-    )
-    with server:
+    with ExitStack() as stack:
+        server, others = start_hub(name, settings, key, stack)
         gen = load.loadgen(
             "hub",
             server.port,
@@ -277,8 +312,11 @@ def hub(name: str, settings: Settings) -> Sample:
             rate=settings.hub_rate,
             warmup=settings.warmup,
             duration=settings.duration,
+            backend_port=others["node_a"].port if "node_a" in others else False,
         )
-        busy, paced = Meters(server, gen, "throughput"), Meters(server, gen, "latency")
+        pids = {role: proc.pid for role, proc in others.items()}
+        busy = Meters(server, gen, "throughput", pids)
+        paced = Meters(server, gen, "latency", pids)
 
         def on_event(event: Event) -> None:
             busy.on_event(event)
@@ -287,6 +325,8 @@ def hub(name: str, settings: Settings) -> Sample:
         timeout = 2 * (settings.warmup + settings.duration) + 120
         result = gen.run(timeout, on_event)
         server.check_alive()
+        for proc in others.values():
+            proc.check_alive()
     note = check(result, conns)
     if result["subscribed"] < conns or not result["lat_seconds"] or not result["seconds"]:
         raise BenchError(
@@ -314,12 +354,13 @@ def hub(name: str, settings: Settings) -> Sample:
         "lost": float(result["lost"] + result["disorder"] + missing),
     }
     for prefix, meters in (("", busy), ("lat_", paced)):
-        for side, meter in (("server", meters.server), ("load", meters.load)):
+        sides = {"server": meters.server, "load": meters.load, **meters.others}
+        for side, meter in sides.items():
             if meter.cpu is not None and meter.wait is not None:
                 values[f"{prefix}{side}_cpu"] = meter.cpu
                 values[f"{prefix}{side}_wait"] = meter.wait
     # Not the pubsub server's "fanout" line: results.md reads that key for fan-out.
-    info = dict(server.info) if name == "hub" else {"library": server.info.get("library")}
+    info = dict(server.info) if name != "broadcast" else {"library": server.info.get("library")}
     sample = busy.sample(values["publications"], "; ".join(trouble), info)
     sample.values = values
     return sample
@@ -432,14 +473,18 @@ def all_scenarios(s: Settings) -> list[Scenario]:
             "publications/s",
             f"`tidewire serve`: {s.hub_subscribers:,} WebSocket subscribers of `{HUB_CHANNEL}`"
             f" and one backend that publishes {s.hub_size} B of JSON data over WebSocket;"
-            f" first as fast as the hub answers ({s.hub_window} publish requests"
-            f" outstanding), then at {s.hub_rate:g} publications/s for the publish-to-delivery"
-            " latency of every delivery. The reference row is a server that speaks just"
-            " enough of the protocol and pushes with `tidewire.broadcast()`, without the hub.",
+            f" first as fast as the hub delivers ({s.hub_window} publications in flight, each"
+            " until answered and received by every subscriber), then at"
+            f" {s.hub_rate:g} publications/s for the publish-to-delivery"
+            " latency of every delivery. The Redis row runs two hub nodes on one"
+            " redis-server: the subscribers are on node B, the backend publishes on node A,"
+            " so every publication crosses Redis. The reference row is a server that speaks"
+            " just enough of the protocol and pushes with `tidewire.broadcast()`, without the"
+            " hub.",
             HUBS,
             hub,
             metrics=(
-                Metric("publications", f"publications/s ({s.hub_window} outstanding)"),
+                Metric("publications", f"publications/s ({s.hub_window} in flight)"),
                 Metric("deliveries", "deliveries/s (to all subscribers)"),
                 Metric("p50", f"latency p50 at {s.hub_rate:g}/s (ms, lower is better)"),
                 Metric("p99", f"latency p99 at {s.hub_rate:g}/s (ms, lower is better)"),

@@ -18,7 +18,7 @@ class Settings:
     fanout_rounds: int = 2
     hub_subscribers: int = 1000  # WebSocket subscribers of one hub channel
     hub_size: int = 100  # bytes of each publication's data, as JSON
-    hub_window: int = 16  # publish requests outstanding in the throughput phase
+    hub_window: int = 16  # publications in flight (not answered or not delivered), throughput
     hub_rate: float = 25.0  # publications/s in the latency phase, well below saturation
     loop: str = "uvloop"  # event loop of every Python server and client
     server_cpu: int = 0  # core the server under test is pinned to

@@ -25,12 +25,18 @@
  *            --channel; then one more connection, a backend (connect with
  *            --api-key), publishes data of --size bytes of JSON,
  *            {"t": <CLOCK_MONOTONIC ns>, "pad": "..."}, in two phases:
- *            "throughput", as fast as the hub answers with --window publish
- *            requests outstanding, and "latency", at --rate publications/s.
+ *            "throughput", as fast as the hub delivers with --window
+ *            publications outstanding (each until it is answered and every
+ *            subscriber has it: a publish reply doesn't mean delivered when
+ *            the backend's hub node isn't the subscribers'), and "latency",
+ *            at --rate publications/s.
  *            Each phase has --warmup then --duration seconds, and waits until
  *            every subscriber has every publication. Subscribers check that
  *            offsets are consecutive and, in the latency window, take
  *            publish-to-delivery times from "t" (p50, p99). Pings get pongs.
+ *            --backend-port sends the backend to another server than the
+ *            subscribers (another hub node on the same broker); by default
+ *            it connects to --port like them.
  * --raw is for the raw TCP echo server: no upgrade and no close handshake;
  * an echo is complete when as many bytes came back as were sent (fanout still
  * parses the frames the raw server writes).
@@ -95,6 +101,7 @@ struct opts {
     int inflight;
     const char *channel; /* hub */
     const char *api_key;
+    int backend_port; /* 0: the backend connects to --port too */
     int window;
     double rate;
 };
@@ -129,6 +136,7 @@ struct conn {
     size_t ctl_len;
     enum hub_state hub_st;
     uint64_t last_offset; /* hub: offset of the last publication received */
+    uint64_t got;         /* hub: publications received */
 };
 
 struct stats {
@@ -153,6 +161,8 @@ static unsigned char *corpus; /* text-like payload source, compressible */
 static size_t corpus_len;
 static char request[1024];
 static size_t request_len;
+static char pub_request[1024]; /* hub: the backend's upgrade, Host: its own port */
+static size_t pub_request_len;
 static unsigned char rbuf[READ_CHUNK];
 static unsigned char zbuf[READ_CHUNK];
 static int stopping;
@@ -167,6 +177,7 @@ static enum hub_phase phase;
 static int pub_ready;        /* the backend's connect was answered */
 static uint64_t pub_id = 1;  /* the last request id of the backend (1: connect) */
 static int outstanding;      /* publish requests not answered yet */
+static uint64_t pub_sent;    /* publish requests sent */
 static uint64_t pub_top;     /* the highest offset the hub gave a publication */
 static uint64_t recv_ns;     /* when the last recv() returned */
 static uint64_t lat_t0, lat_t1 = 0; /* the latency window, in publish times (ns) */
@@ -304,7 +315,8 @@ static void conn_open(struct conn *c) {
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)O.port)};
+    int port = c == PUB && O.backend_port ? O.backend_port : O.port;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, O.host, &sa.sin_addr);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
         note_error("connect", errno);
@@ -610,6 +622,7 @@ static void on_subscriber_message(struct conn *c) {
             return;
         }
         S.deliveries++;
+        c->got++;
         if (off > c->last_offset + 1) S.lost += off - c->last_offset - 1;
         else if (off <= c->last_offset) S.disorder++;
         if (off > c->last_offset) c->last_offset = off;
@@ -681,6 +694,7 @@ static void publish(struct conn *c, int count) {
             return;
         }
         outstanding++;
+        pub_sent++;
         if (t >= lat_t0 && t < lat_t1) lat_sent++;
     }
     flush(c);
@@ -894,7 +908,9 @@ static void on_writable(struct conn *c) {
         return;
     }
     c->st = HANDSHAKE;
-    if (queue(c, (const unsigned char *)request, request_len) < 0) conn_close(c);
+    const char *req = c == PUB ? pub_request : request;
+    if (queue(c, (const unsigned char *)req, c == PUB ? pub_request_len : request_len) < 0)
+        conn_close(c);
 }
 
 /* Modes: each tick decides what happens next; it returns 1 when the run is over. */
@@ -1057,6 +1073,16 @@ static void publish_due(double t) {
     if (t - next_due > 1.0) next_due = t; /* far behind: no burst to catch up */
 }
 
+/* Publications sent that an open subscriber hasn't received yet, or not answered:
+ * those in flight. (Every subscriber subscribed before the first publication.) */
+static uint64_t in_flight(void) {
+    uint64_t least = pub_sent;
+    for (int i = 0; i < O.conns; i++)
+        if (C[i].st == OPEN && C[i].hub_st == H_SUBSCRIBED && C[i].got < least) least = C[i].got;
+    uint64_t undelivered = pub_sent - least;
+    return undelivered > (uint64_t)outstanding ? undelivered : (uint64_t)outstanding;
+}
+
 static int tick_hub(double t) {
     if (phase >= P_BACKEND && PUB->st == CLOSED) return 1; /* the error says why */
     switch (phase) {
@@ -1093,7 +1119,8 @@ static int tick_hub(double t) {
             begin_phase(P_DRAIN1, t);
             return 0;
         }
-        if (outstanding < O.window) publish(PUB, O.window - outstanding);
+        uint64_t busy = in_flight();
+        if (busy < (uint64_t)O.window) publish(PUB, O.window - (int)busy);
         return 0;
     case P_DRAIN1:
     case P_DRAIN2:
@@ -1216,7 +1243,8 @@ static void usage(void) {
             "  [--conns N] [--size BYTES] [--binary] [--raw] [--deflate] [--warmup S]\n"
             "  [--duration S] [--timeout S] [--hold S] [--count M] [--rounds R]\n"
             "  [--inflight N]\n"
-            "  hub: [--channel ticker:bench] --api-key KEY [--window 16] [--rate 100]\n");
+            "  hub: [--channel ticker:bench] --api-key KEY [--window 16] [--rate 100]\n"
+            "       [--backend-port N (default: --port)]\n");
     exit(2);
 }
 
@@ -1253,9 +1281,12 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--api-key") == 0) O.api_key = v, i++;
         else if (strcmp(a, "--window") == 0) O.window = atoi(v), i++;
         else if (strcmp(a, "--rate") == 0) O.rate = atof(v), i++;
+        else if (strcmp(a, "--backend-port") == 0) O.backend_port = atoi(v), i++;
         else usage();
     }
-    if (O.port <= 0 || O.conns <= 0 || O.inflight <= 0 || O.count <= 0 || O.rounds <= 0)
+    if (O.port <= 0 || O.conns <= 0 || O.inflight <= 0 || O.count <= 0 || O.rounds <= 0 ||
+        O.port > 65535 || O.backend_port < 0 || O.backend_port > 65535 ||
+        (O.backend_port && O.mode != HUB))
         usage();
     if (O.mode == HUB) {
         /* names go into JSON strings as they are: keep them plain */
@@ -1282,6 +1313,18 @@ static void raise_nofile(void) {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+static size_t upgrade_request(char *dst, size_t cap, int port) {
+    int n = snprintf(
+        dst, cap,
+        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+        O.path, O.host, port,
+        O.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                  : "");
+    if (n < 0 || (size_t)n >= cap) exit(2);
+    return (size_t)n;
+}
+
 static void prepare_frames(void) {
     make_corpus();
     frame = malloc(header_len(O.size) + O.size);
@@ -1292,13 +1335,9 @@ static void prepare_frames(void) {
     pubtext_cap = O.size + 1024;
     pubtext = malloc(pubtext_cap);
     if (!pubtext) exit(2);
-    request_len = (size_t)snprintf(
-        request, sizeof request,
-        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
-        O.path, O.host, O.port,
-        O.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-                  : "");
+    request_len = upgrade_request(request, sizeof request, O.port);
+    pub_request_len = upgrade_request(pub_request, sizeof pub_request,
+                                      O.backend_port ? O.backend_port : O.port);
 }
 
 int main(int argc, char **argv) {
