@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
 		src/tidewire/protocol/reader.py src/tidewire/protocol/_reader_c.pxd
 	@command -v microsocks >/dev/null || { apt-get update && apt-get install -y microsocks; }
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

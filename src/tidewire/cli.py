@@ -150,7 +150,7 @@ async def run_serve(settings: dict[str, Any]) -> int:
     note = " (generated for this run; set --api-key or TIDEWIRE_API_KEY)" if generated else ""
     print(
         f"tidewire hub listening on {base}/ (WebSocket: ws://{config.host}:{hub.port}/ws)\n"
-        f"broker: {config.broker}; demo publisher: {'on' if config.demo else 'off'}\n"
+        f"broker: {hub.broker.name}; demo publisher: {'on' if config.demo else 'off'}\n"
         f"API key: {config.api_key}{note}\n"
         f"publish: curl -H 'Authorization: Bearer {config.api_key}' "
         f"-H 'Content-Type: application/json' "
@@ -176,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     hub.add_argument("--port", type=int, help="port to listen on (default 8000)")
     hub.add_argument("--config", metavar="FILE", help="TOML config file (see docs/hub.md)")
-    hub.add_argument("--broker", help="memory (the default)")
+    hub.add_argument("--broker", metavar="URL",
+                     help="memory (the default), or redis://host:port/db to share "
+                     "channels between nodes (needs tidewire[redis])")
     hub.add_argument("--api-key", help="key of the HTTP API (generated when not set)")
     hub.add_argument("--token-secret", help="HS256 secret of connection tokens (JWT)")
     hub.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,

@@ -17,7 +17,7 @@ from typing import Any
 from .. import __version__
 from .. import asyncio as tw
 from ..protocol import DeflateOptions, Request, Response
-from .broker import Broker, ClientInfo, History, Join, Leave, Position, Publication
+from .broker import Broker, ClientInfo, History, Join, Leave, Position, Publication, Reset
 from .config import ConfigError, HubConfig, Namespace
 from .httpapi import HttpApi
 from .memory import MemoryBroker
@@ -33,11 +33,23 @@ SHUTDOWN_REASON = "server shutting down, reconnect"
 WS_PATH = "/ws"
 
 
-def make_broker(spec: str) -> Broker:
-    """The broker named by ``--broker``: ``memory``."""
+def make_broker(spec: str, *, presence_ttl: float = 30.0) -> Broker:
+    """The broker named by ``--broker``: ``memory``, or a Redis URL
+    (``redis://host:port/db``, ``unix:///path/redis.sock``)."""
     if spec == "memory":
         return MemoryBroker()
-    raise ConfigError(f"unknown broker {spec!r}; known: memory")
+    if spec.startswith(("redis://", "unix://")):
+        try:
+            from .redisbroker import RedisBroker
+        except ImportError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            return RedisBroker(spec, presence_ttl=presence_ttl)
+        except ValueError as exc:
+            raise ConfigError(f"broker: {exc}") from None
+    raise ConfigError(
+        f"unknown broker {spec!r}; known: memory, redis://host:port/db, unix:///path"
+    )
 
 
 class Hub:
@@ -50,7 +62,9 @@ class Hub:
 
     def __init__(self, config: HubConfig | None = None, *, broker: Broker | None = None) -> None:
         self.config = config or HubConfig()
-        self.broker = broker or make_broker(self.config.broker)
+        self.broker = broker or make_broker(
+            self.config.broker, presence_ttl=self.config.presence_ttl
+        )
         self.version = __version__
         self.metrics = Metrics(self._gauges)
         self.http = HttpApi(self)
@@ -240,8 +254,11 @@ class Hub:
             except Exception:
                 logger.warning("broker failed to stop listening to %s", channel, exc_info=True)
 
-    def _on_event(self, channel: str, event: Publication | Join | Leave) -> None:
+    def _on_event(self, channel: str, event: Publication | Join | Leave | Reset) -> None:
         """Fan an event out to this node's subscribers of ``channel``."""
+        if isinstance(event, Reset):
+            self._interrupt(channel)
+            return
         text = push_for(channel, event)
         conns = self._live.get(channel)
         if conns:
@@ -255,6 +272,16 @@ class Hub:
                 session.hold(channel, text, event)
         if isinstance(event, Publication) and event.time:
             self.metrics.latency.observe(max(0.0, time.time() - event.time))
+
+    def _interrupt(self, channel: str) -> None:
+        """Close the connections subscribed to ``channel`` with 4003: their
+        stream has a gap, and a client recovers it by reconnecting."""
+        sessions = {s for s in self.sessions if s.ws in self._live.get(channel, ())}
+        sessions |= self._joining.get(channel, set())
+        logger.warning("stream of %s interrupted: %d subscribers asked to recover",
+                       channel, len(sessions))
+        for session in sessions:
+            self.spawn(session.ws.close(Close.INTERRUPTED, "stream interrupted, reconnect"))
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         return {

@@ -3,7 +3,7 @@
 A broker assigns each publication its offset, keeps the bounded history,
 delivers publications and presence changes to the hub nodes that listen to a
 channel, and keeps presence. ``memory`` (``MemoryBroker``) does it in one
-process; a Redis broker does it for many nodes. The hub calls only what is
+process; ``redisbroker`` (``RedisBroker``) does it for many nodes. The hub calls only what is
 here, so that a broker plugs in without changes to the hub:
 
 - ``start(sink)`` / ``close()``: ``sink`` receives the events of the channels
@@ -34,6 +34,7 @@ __all__ = [
     "Leave",
     "Position",
     "Publication",
+    "Reset",
 ]
 
 
@@ -89,6 +90,13 @@ class Leave:
 
 
 @dataclass(frozen=True, slots=True)
+class Reset:
+    """The channel's stream has a gap this node can't fill (its broker
+    connection was lost for too long, or the broker lost its data): its
+    subscribers must resubscribe and recover from history."""
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """What ``history()`` found.
 
@@ -103,7 +111,7 @@ class History:
 
 
 class EventSink(Protocol):
-    def __call__(self, channel: str, event: Publication | Join | Leave) -> None: ...
+    def __call__(self, channel: str, event: Publication | Join | Leave | Reset) -> None: ...
 
 
 class Broker(abc.ABC):
@@ -169,3 +177,8 @@ class Broker(abc.ABC):
     def healthy(self) -> bool:
         """False while the broker is unreachable."""
         return True
+
+    @property
+    def name(self) -> str:
+        """What the broker is, for logs and ``/healthz``; never a password."""
+        return type(self).__name__

@@ -69,7 +69,8 @@ class HubConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    broker: str = "memory"
+    broker: str = "memory"  # or redis://host:port/db
+    presence_ttl: float = 30.0  # a shared broker forgets a lost node's clients after this
     api_key: str | None = None  # None: the HTTP API answers 401 to everyone
     origins: tuple[str, ...] | None = None  # Origin values allowed on /ws; None: any
     token_secret: str | None = None  # None: tokens are refused, anonymous only

@@ -85,7 +85,7 @@ class HttpApi:
         except RequestError as exc:
             return _json(int(exc.code), {"error": exc.message})
         except BrokerUnavailable as exc:
-            return _json(503, {"error": f"broker unavailable, nothing was done: {exc}"})
+            return _json(503, {"error": f"broker unavailable: {exc}"})
         except Exception:
             logger.exception("%s %s failed", method, path)
             return _json(500, {"error": "internal error; see the hub's log"})
@@ -117,7 +117,7 @@ class HttpApi:
 
     async def _healthz(self, request: Request, query: dict[str, list[str]]) -> Response:
         healthy = self.hub.broker.healthy
-        body = {"status": "ok" if healthy else "degraded", "broker": self.hub.config.broker,
+        body = {"status": "ok" if healthy else "degraded", "broker": self.hub.broker.name,
                 "broker_up": healthy, "connections": len(self.hub.sessions)}
         return _json(200, body)
 

@@ -43,6 +43,10 @@ class _Channel:
 class MemoryBroker(Broker):
     """The default broker: everything in one process, nothing to run beside it."""
 
+    @property
+    def name(self) -> str:
+        return "memory"
+
     def __init__(self) -> None:
         self._channels: dict[str, _Channel] = {}
         self._sink: EventSink | None = None

@@ -52,6 +52,7 @@ class Close(IntEnum):
     SLOW_CONSUMER = 4000
     TOKEN_EXPIRED = 4001
     CONNECT_TIMEOUT = 4002
+    INTERRUPTED = 4003  # a gap in a channel's stream: resubscribe to recover
     INVALID_TOKEN = 4500
     DISCONNECTED = 4501
 

@@ -1,0 +1,389 @@
+"""Many hub nodes on one real redis-server: one channel namespace, one order,
+recovery through any node, presence across nodes, and Redis going away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tidewire.hub import ClientInfo, Hub, Position, Publication
+from tidewire.hub import redisbroker as redis_module
+from tidewire.hub.redisbroker import RedisBroker
+
+from ..conftest import timeout
+from .conftest import config
+from .helpers import API_KEY, Client, within
+from .redis_server import RedisServer, free_port
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+MakeNode = Callable[..., Awaitable[Hub]]
+
+
+@pytest.fixture
+async def make_node(redis_url: str) -> AsyncIterator[MakeNode]:
+    """Hub nodes sharing the session's redis-server (flushed for the test)."""
+    async with AsyncExitStack() as stack:
+
+        async def make(url: str = redis_url, **changes: Any) -> Hub:
+            return await stack.enter_async_context(Hub(config(broker=url, **changes)))
+
+        yield make
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Any:
+    """A redis-server of this test's own, which it may kill and restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None:
+        server.thaw()
+    server.kill()
+
+
+async def publish(hub: Hub, channel: str, data: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=timeout(10)) as http:
+        return await http.post(f"http://127.0.0.1:{hub.port}/api/publish", headers=AUTH,
+                               json={"channel": channel, "data": data})
+
+
+async def health(hub: Hub) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=timeout(10)) as http:
+        response = await http.get(f"http://127.0.0.1:{hub.port}/healthz")
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
+
+async def named(client: Client, kind: str) -> dict[str, Any]:
+    """The info of the next join or leave of a client with info (the
+    watchers in these tests have none, and see their own join)."""
+    while True:
+        push = await client.push(kind)
+        if "info" in push["client"]:
+            info: dict[str, Any] = push["client"]["info"]
+            return info
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    async def wait() -> None:
+        while not await check():
+            await asyncio.sleep(0.05)
+
+    await within(wait(), seconds)
+
+
+async def test_publish_on_one_node_reaches_subscribers_of_every_node_in_order(
+    make_node: MakeNode,
+) -> None:
+    a, b, c = [await make_node() for _ in range(3)]
+    subscribers = [await Client.open(node) for node in (b, b, c)]
+    for client in subscribers:
+        await client.request("subscribe", channel="chat:all")
+    responses = await asyncio.gather(*(publish(a, "chat:all", i) for i in range(50)))
+    offsets = sorted(r.json()["offset"] for r in responses)
+    assert offsets == list(range(1, 51))  # one counter for all nodes
+    order = {r.json()["offset"]: r.json() for r in responses}
+    assert len(order) == 50
+    seen = [await client.pubs(50) for client in subscribers]  # checks offsets +1 each
+    assert seen[0] == seen[1] == seen[2]  # the same order on every node
+    assert sorted(seen[0]) == list(range(50))
+    # Publishing through a client on yet another node joins the same stream.
+    writer = await Client.open(a)
+    pos = await writer.request("publish", channel="chat:all", data="from a")
+    assert pos["offset"] == 51
+    for client in subscribers:
+        push = await client.push("pub")
+        assert (push["offset"], push["data"]) == (51, "from a")
+        await client.close()
+    await writer.close()
+
+
+async def test_recovery_through_another_node(make_node: MakeNode) -> None:
+    a, b, c = [await make_node() for _ in range(3)]
+    client = await Client.open(a)
+    sub = await client.request("subscribe", channel="chat:room")
+    for i in range(3):
+        await publish(b, "chat:room", i)
+    assert await client.pubs(3) == [0, 1, 2]
+    await client.close()
+    for i in range(3, 8):  # missed while away
+        await publish(b, "chat:room", i)
+    back = await Client.open(c)
+    since = {"epoch": sub["epoch"], "offset": 3}
+    result = await back.request("subscribe", channel="chat:room", since=since)
+    assert result["recovered"] is True
+    assert [p["data"] for p in result["publications"]] == [3, 4, 5, 6, 7]
+    assert (result["epoch"], result["offset"]) == (sub["epoch"], 8)
+    await publish(a, "chat:room", 8)
+    assert await back.pubs(1) == [8]
+    await back.close()
+
+
+async def test_presence_and_join_leave_across_nodes(make_node: MakeNode) -> None:
+    a, b, c = [await make_node() for _ in range(3)]
+    watcher = await Client.open(c)
+    await watcher.request("subscribe", channel="chat:p")
+    ann = await Client.open(a, info={"name": "ann"})
+    ben = await Client.open(b, info={"name": "ben"})
+    await ann.request("subscribe", channel="chat:p")
+    await ben.request("subscribe", channel="chat:p")
+    joined = [(await named(watcher, "join"))["name"] for _ in range(2)]
+    assert joined == ["ann", "ben"]
+    result = await watcher.request("presence", channel="chat:p")
+    assert sorted(c.get("info", {}).get("name", "") for c in result["clients"]) == [
+        "", "ann", "ben"
+    ]
+    await ann.close()
+    left = await watcher.push("leave")
+    assert left["client"]["info"] == {"name": "ann"}
+    result = await watcher.request("presence", channel="chat:p")
+    assert len(result["clients"]) == 2
+    async with httpx.AsyncClient(timeout=timeout(10)) as http:
+        response = await http.get(f"http://127.0.0.1:{a.port}/api/channels", headers=AUTH)
+    assert {"channel": "chat:p", "subscribers": 2} in response.json()["channels"]
+    await ben.close()
+    await watcher.close()
+
+
+async def test_a_node_listens_only_to_channels_it_has_subscribers_for(
+    make_node: MakeNode, redis_url: str
+) -> None:
+    a, b = await make_node(), await make_node()
+    heard: list[str] = []
+    original = a._on_event
+    a.broker._sink = lambda channel, event: (heard.append(channel), original(channel, event))
+    client = await Client.open(a)
+    await client.request("subscribe", channel="chat:mine")
+    other = await Client.open(b)
+    await other.request("subscribe", channel="chat:theirs")
+    await publish(b, "chat:theirs", 1)
+    await publish(b, "chat:mine", 2)
+    assert await client.pubs(1) == [2]
+    assert await other.pubs(1) == [1]
+    assert "chat:theirs" not in heard
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    counts = dict(conn.pubsub_numsub("tidewire:c:chat:mine", "tidewire:c:chat:theirs"))
+    assert counts == {"tidewire:c:chat:mine": 1, "tidewire:c:chat:theirs": 1}
+    await client.request("unsubscribe", channel="chat:mine")
+
+    def gone() -> bool:
+        return dict(conn.pubsub_numsub("tidewire:c:chat:mine"))["tidewire:c:chat:mine"] == 0
+
+    await until(lambda: asyncio.sleep(0, gone()))
+    conn.close()
+    await client.close()
+    await other.close()
+
+
+async def test_history_bounds_and_recovery_in_redis(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    await broker.start(lambda channel, event: None)
+    try:
+        for i in range(5):
+            await broker.publish("c", str(i), history_size=3, history_ttl=60)
+        history = await broker.history("c")
+        assert [p.data for p in history.publications] == ["2", "3", "4"]
+        epoch = history.top.epoch
+        assert [p.data for p in (await broker.history("c", limit=1)).publications] == ["4"]
+        assert (await broker.history("c", limit=0)).publications == []
+        ok = await broker.history("c", since=Position(epoch, 2))
+        assert ok.complete and [p.offset for p in ok.publications] == [3, 4, 5]
+        assert not (await broker.history("c", since=Position(epoch, 1))).complete
+        assert not (await broker.history("c", since=Position("other", 4))).complete
+        assert not (await broker.history("c", since=Position(epoch, 9))).complete
+        sender = ClientInfo("id1", "ann", '{"name":"Ann é"}')
+        await broker.publish("short", '{"x": 1}', sender=sender, history_size=5,
+                             history_ttl=0.3)
+        kept = (await broker.history("short")).publications
+        assert [(p.data, p.sender) for p in kept] == [('{"x": 1}', sender)]
+        await asyncio.sleep(0.5)
+        assert (await broker.history("short")).publications == []
+        # An empty channel's epoch is fixed by the first reader: a client that
+        # subscribed before the first publication recovers it.
+        first = await broker.history("new", limit=0)
+        await broker.publish("new", "1", history_size=5, history_ttl=60)
+        late = await broker.history("new", since=first.top)
+        assert late.complete and [p.data for p in late.publications] == ["1"]
+    finally:
+        await broker.close()
+
+
+async def test_presence_of_a_crashed_node_expires(
+    make_node: MakeNode, redis_url: str, tmp_path: Path
+) -> None:
+    b = await make_node(presence_ttl=1.5)
+    watcher = await Client.open(b)
+    await watcher.request("subscribe", channel="chat:crash")
+    port = free_port()
+    conf = tmp_path / "hub.toml"
+    conf.write_text(f'[hub]\nport = {port}\npresence_ttl = 1.5\nbroker = "{redis_url}"\n'
+                    f'api_key = "{API_KEY}"\ndemo = false\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidewire", "serve", "--config", str(conf),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = b""
+        while b"listening" not in line:
+            line = await within(proc.stdout.readline(), 20)
+            assert line, "the node exited"
+        node: Any = SimpleNamespace(port=port)
+        doomed = await Client.open(node, info={"name": "doomed"})
+        await doomed.request("subscribe", channel="chat:crash")
+        assert await named(watcher, "join") == {"name": "doomed"}
+        os.kill(proc.pid, signal.SIGKILL)  # no unsubscribe, no leave: a crash
+        await proc.wait()
+        started = asyncio.get_running_loop().time()
+        left = await within(watcher.push("leave"), 10)
+        waited = asyncio.get_running_loop().time() - started
+        assert left["client"]["info"] == {"name": "doomed"}
+        assert waited < 1.5 + 1.5 / 3 + 1  # the ttl, one renewal period, a margin
+        result = await watcher.request("presence", channel="chat:crash")
+        assert len(result["clients"]) == 1  # the watcher itself
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    await watcher.close()
+
+
+async def test_redis_down_then_back(own_redis: RedisServer, make_node: MakeNode,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_module, "BACKOFF_MAX", 0.5)
+    a, b = await make_node(own_redis.url), await make_node(own_redis.url)
+    subscriber = await Client.open(b)
+    sub = await subscriber.request("subscribe", channel="chat:f")
+    await publish(a, "chat:f", "before")
+    assert await subscriber.pubs(1) == ["before"]
+
+    own_redis.kill()
+    await until(lambda: _degraded(a, b))
+    response = await publish(a, "chat:f", "lost?")
+    assert response.status_code == 503
+    assert "redis" in response.json()["error"].lower()
+    writer = await Client.open(a)
+    with pytest.raises(Exception) as refused:
+        await writer.request("publish", channel="chat:f", data="lost?")
+    assert getattr(refused.value, "code", None) == 503
+    assert await subscriber.request("ping") == {}  # local connections stay open
+    newcomer = await Client.open(b)
+    with pytest.raises(Exception) as no_subscribe:
+        await newcomer.request("subscribe", channel="chat:other")
+    assert getattr(no_subscribe.value, "code", None) == 503
+
+    own_redis.start()  # same port, but empty: a new epoch
+    await until(lambda: _healthy(a, b))
+    # The stream's continuity is lost (Redis forgot it): the subscriber is told
+    # to reconnect, and recovering says so.
+    assert (await subscriber.closed())[0] == 4003
+    back = await Client.open(a)
+    result = await back.request("subscribe", channel="chat:f", since={
+        "epoch": sub["epoch"], "offset": 1})
+    assert result["recovered"] is False and result["epoch"] != sub["epoch"]
+    other = await Client.open(b)
+    await other.request("subscribe", channel="chat:f")
+    assert (await publish(b, "chat:f", "after")).status_code == 200
+    assert await back.pubs(1) == ["after"]
+    assert await other.pubs(1) == ["after"]
+    for client in (back, other, writer, newcomer):
+        await client.close()
+
+
+async def _degraded(*nodes: Hub) -> bool:
+    states = [await health(node) for node in nodes]
+    return all(s["status"] == "degraded" and s["broker_up"] is False for s in states)
+
+
+async def _healthy(*nodes: Hub) -> bool:
+    states = [await health(node) for node in nodes]
+    return all(s["status"] == "ok" for s in states)
+
+
+async def test_a_lost_subscription_is_filled_from_history(
+    make_node: MakeNode, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await make_node(), await make_node()
+    subscriber = await Client.open(b)
+    await subscriber.request("subscribe", channel="chat:gap")
+    await publish(a, "chat:gap", 0)
+    assert await subscriber.pubs(1) == [0]
+    # Drop only b's pub/sub connection, and keep b away while a publishes.
+    monkeypatch.setattr(redis_module, "BACKOFF_FIRST", 1.0)
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    killed = conn.client_kill_filter(_type="pubsub", skipme=True)
+    assert killed >= 1
+    conn.close()
+    await until(lambda: asyncio.sleep(0, not b.broker.healthy))
+    for i in range(1, 4):
+        # a's own pub/sub connection was dropped too; wait until it is back.
+        await until(lambda: asyncio.sleep(0, a.broker.healthy))
+        assert (await publish(a, "chat:gap", i)).status_code == 200
+    assert await subscriber.pubs(3) == [1, 2, 3]  # nothing lost, no reconnect asked
+    await publish(a, "chat:gap", 4)
+    assert await subscriber.pubs(1) == [4]
+    await subscriber.close()
+
+
+async def test_a_frozen_redis_makes_the_node_degraded(
+    own_redis: RedisServer, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RedisBroker, "ping_interval", 0.2)
+    node = await make_node(own_redis.url)
+    own_redis.freeze()
+    await until(lambda: _degraded(node))
+    response = await publish(node, "chat:x", 1)
+    assert response.status_code == 503
+    own_redis.thaw()
+    await until(lambda: _healthy(node))
+    assert (await publish(node, "chat:x", 1)).status_code == 200
+
+
+async def test_bad_redis_urls_are_config_errors() -> None:
+    from tidewire.hub import ConfigError
+    from tidewire.hub.app import make_broker
+
+    with pytest.raises(ConfigError, match="unknown broker"):
+        make_broker("postgres://x")
+    with pytest.raises(ConfigError, match="invalid Redis URL"):
+        make_broker("redis://host:notaport/0")
+
+
+def test_urls_in_logs_and_healthz_hide_the_password() -> None:
+    broker = RedisBroker("redis://user:s3cret@127.0.0.1:1/0")
+    assert broker.name == "redis://user:***@127.0.0.1:1/0"
+    assert "s3cret" not in json.dumps(broker.name)
+
+
+async def test_publications_carry_offsets_in_a_sink(redis_url: str) -> None:
+    events: list[tuple[str, object]] = []
+    broker = RedisBroker(redis_url)
+    await broker.start(lambda channel, event: events.append((channel, event)))
+    try:
+        await broker.listen("c")
+        await broker.publish("c", "1")
+        await broker.publish("unheard", "x")
+        await broker.publish("c", "2")
+        await until(lambda: asyncio.sleep(0, len(events) == 2))
+        await broker.unlisten("c")
+        await broker.publish("c", "3")
+        await asyncio.sleep(0.2)
+        assert [(ch, e.offset) for ch, e in events if isinstance(e, Publication)] == [
+            ("c", 1), ("c", 2)
+        ]
+    finally:
+        await broker.close()
