@@ -24,9 +24,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process, without persistence: a restart loses everything."""
+    """One redis-server process. Without ``persist`` a restart loses everything;
+    with it, every write is in its append-only file before Redis answers."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persist: bool = False) -> None:
+        self.persist = persist
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError(f"these tests need redis-server: {INSTALL}")
@@ -43,7 +45,8 @@ class RedisServer:
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+             "--dir", str(self.directory)],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -43,10 +43,10 @@ async def make_node(redis_url: str) -> AsyncIterator[MakeNode]:
         yield make
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Any:
+@pytest.fixture(params=[False], ids=["volatile"])
+def own_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     """A redis-server of this test's own, which it may kill and restart."""
-    server = RedisServer(tmp_path)
+    server = RedisServer(tmp_path, persist=request.param)
     server.start()
     yield server
     if server.proc is not None:
@@ -304,6 +304,43 @@ async def test_redis_down_then_back(own_redis: RedisServer, make_node: MakeNode,
         await client.close()
 
 
+@pytest.mark.parametrize("own_redis", [True], ids=["persistent"], indirect=True)
+async def test_redis_that_keeps_its_data_comes_back_without_a_gap(
+    own_redis: RedisServer, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_module, "BACKOFF_MAX", 0.5)
+    a, b = await make_node(own_redis.url), await make_node(own_redis.url)
+    staying = await Client.open(b)
+    await staying.request("subscribe", channel="chat:kept")
+    leaving = await Client.open(a)
+    sub = await leaving.request("subscribe", channel="chat:kept")
+    for i in range(3):
+        await publish(a, "chat:kept", i)
+    assert await leaving.pubs(3) == [0, 1, 2]
+    assert await staying.pubs(3) == [0, 1, 2]
+    await leaving.close()
+    await publish(a, "chat:kept", 3)  # missed by the client that left
+
+    own_redis.kill()
+    await until(lambda: _degraded(a, b))
+    assert (await publish(a, "chat:kept", "refused")).status_code == 503
+    own_redis.start()
+    await until(lambda: _healthy(a, b))
+
+    # The same epoch: the subscriber that stayed goes on, nothing lost or doubled.
+    assert (await publish(a, "chat:kept", 4)).status_code == 200
+    assert await staying.pubs(2) == [3, 4]
+    assert await staying.request("ping") == {}
+    # The client that left recovers through the other node.
+    back = await Client.open(b)
+    result = await back.request("subscribe", channel="chat:kept",
+                                since={"epoch": sub["epoch"], "offset": 3})
+    assert result["recovered"] is True and result["epoch"] == sub["epoch"]
+    assert [p["data"] for p in result["publications"]] == [3, 4]
+    await back.close()
+    await staying.close()
+
+
 async def _degraded(*nodes: Hub) -> bool:
     states = [await health(node) for node in nodes]
     return all(s["status"] == "degraded" and s["broker_up"] is False for s in states)
@@ -314,28 +351,48 @@ async def _healthy(*nodes: Hub) -> bool:
     return all(s["status"] == "ok" for s in states)
 
 
+def drop_pubsub(url: str, node: Hub) -> None:
+    """Have Redis cut ``node``'s pub/sub connection, as it does to a client
+    over its output buffer limit."""
+    assert isinstance(node.broker, RedisBroker)
+    conn = redis.Redis.from_url(url, decode_responses=True)
+    name = f"tidewire-{node.broker.node}-pubsub"
+    ids = [c["id"] for c in conn.client_list() if c["name"] == name]
+    assert len(ids) == 1, conn.client_list()
+    conn.client_kill_filter(_id=ids[0])
+    conn.close()
+
+
+@pytest.mark.parametrize("published", [3, 8], ids=["filled", "too-many"])
 async def test_a_lost_subscription_is_filled_from_history(
-    make_node: MakeNode, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    make_node: MakeNode, redis_url: str, monkeypatch: pytest.MonkeyPatch, published: int
 ) -> None:
+    monkeypatch.setattr(redis_module, "BACKOFF_FIRST", 1.0)  # b stays away 0.5-1.5 s
     a, b = await make_node(), await make_node()
     subscriber = await Client.open(b)
-    await subscriber.request("subscribe", channel="chat:gap")
-    await publish(a, "chat:gap", 0)
+    sub = await subscriber.request("subscribe", channel="news:gap")  # history_size 5
+    await publish(a, "news:gap", 0)
     assert await subscriber.pubs(1) == [0]
-    # Drop only b's pub/sub connection, and keep b away while a publishes.
-    monkeypatch.setattr(redis_module, "BACKOFF_FIRST", 1.0)
-    conn = redis.Redis.from_url(redis_url, decode_responses=True)
-    killed = conn.client_kill_filter(_type="pubsub", skipme=True)
-    assert killed >= 1
-    conn.close()
+    drop_pubsub(redis_url, b)
     await until(lambda: asyncio.sleep(0, not b.broker.healthy))
-    for i in range(1, 4):
-        # a's own pub/sub connection was dropped too; wait until it is back.
-        await until(lambda: asyncio.sleep(0, a.broker.healthy))
-        assert (await publish(a, "chat:gap", i)).status_code == 200
-    assert await subscriber.pubs(3) == [1, 2, 3]  # nothing lost, no reconnect asked
-    await publish(a, "chat:gap", 4)
-    assert await subscriber.pubs(1) == [4]
+    for i in range(1, published + 1):
+        assert (await publish(a, "news:gap", i)).status_code == 200
+    assert not b.broker.healthy  # all of them fell in b's gap
+    if published <= 5:
+        # Filled from history: nothing lost, nothing doubled, no reconnect asked.
+        assert await subscriber.pubs(published) == list(range(1, published + 1))
+        await publish(a, "news:gap", "next")
+        assert await subscriber.pubs(1) == ["next"]
+    else:
+        # More than history holds: the subscriber is asked to reconnect, and
+        # recovering says what it can't give back.
+        assert (await subscriber.closed())[0] == 4003
+        back = await Client.open(b)
+        result = await back.request("subscribe", channel="news:gap",
+                                    since={"epoch": sub["epoch"], "offset": 1})
+        assert result["recovered"] is False
+        assert [p["data"] for p in result["publications"]] == [4, 5, 6, 7, 8]
+        await back.close()
     await subscriber.close()
 
 
@@ -351,6 +408,29 @@ async def test_a_frozen_redis_makes_the_node_degraded(
     own_redis.thaw()
     await until(lambda: _healthy(node))
     assert (await publish(node, "chat:x", 1)).status_code == 200
+
+
+async def test_a_node_starts_degraded_while_redis_is_down(make_node: MakeNode) -> None:
+    node = await within(make_node(f"redis://127.0.0.1:{free_port()}/0"))
+    assert await _degraded(node)
+    response = await publish(node, "chat:x", 1)
+    assert response.status_code == 503
+    assert "unreachable" in response.json()["error"]
+    assert "nothing was done" in response.json()["error"]
+
+
+async def test_a_stopped_node_removes_its_clients_from_presence(make_node: MakeNode) -> None:
+    a, b = await make_node(), await make_node()
+    watcher = await Client.open(b)
+    await watcher.request("subscribe", channel="chat:bye")
+    leaving = await Client.open(a, info={"name": "leaving"})
+    await leaving.request("subscribe", channel="chat:bye")
+    assert await named(watcher, "join") == {"name": "leaving"}
+    await a.close()  # as on SIGTERM
+    assert await named(watcher, "leave") == {"name": "leaving"}
+    result = await watcher.request("presence", channel="chat:bye")
+    assert len(result["clients"]) == 1
+    await watcher.close()
 
 
 async def test_bad_redis_urls_are_config_errors() -> None:

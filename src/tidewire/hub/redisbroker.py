@@ -197,7 +197,7 @@ class RedisBroker(Broker):
         self._presence_remove = self._redis.register_script(_PRESENCE_REMOVE)
         self._sink: EventSink | None = None
         self._healthy = False
-        self._up: asyncio.Event | None = None
+        self._tried: asyncio.Event | None = None  # the first connection attempt is over
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._conn: AbstractConnection | None = None  # pub/sub, while connected
@@ -226,12 +226,14 @@ class RedisBroker(Broker):
         reconnects in the background.
         """
         self._sink = sink
-        self._up = asyncio.Event()
+        self._tried = asyncio.Event()
         self._spawn(self._pubsub_forever())
         self._spawn(self._heartbeat_forever())
         try:
-            await asyncio.wait_for(self._up.wait(), self._options["socket_connect_timeout"])
+            await asyncio.wait_for(self._tried.wait(), self._options["socket_connect_timeout"])
         except asyncio.TimeoutError:
+            pass
+        if not self._healthy:
             logger.warning("Redis at %s is unreachable; running degraded until it is back",
                            self.safe_url)
 
@@ -449,7 +451,9 @@ class RedisBroker(Broker):
     async def _pubsub_forever(self) -> None:
         delay = BACKOFF_FIRST
         while not self._closing:
-            conn = self._redis.connection_pool.connection_class(**self._params, **self._options)
+            conn = self._redis.connection_pool.connection_class(
+                **self._params, **self._options, client_name=f"tidewire-{self.node}-pubsub"
+            )
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
                 self._heard = time.monotonic()
@@ -461,6 +465,8 @@ class RedisBroker(Broker):
                     logger.warning("lost Redis at %s (%s); reconnecting", self.safe_url, exc)
             finally:
                 self._down()
+                if self._tried is not None:
+                    self._tried.set()
                 await conn.disconnect(nowait=True)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, BACKOFF_MAX)
@@ -486,8 +492,8 @@ class RedisBroker(Broker):
         await self._redis.connection_pool.disconnect()
         self._conn = conn
         self._healthy = True
-        if self._up is not None:
-            self._up.set()
+        if self._tried is not None:
+            self._tried.set()
         logger.info("connected to Redis at %s", self.safe_url)
         if self._syncing:
             self._spawn(self._fill_gaps())
