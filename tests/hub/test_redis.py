@@ -467,3 +467,23 @@ async def test_publications_carry_offsets_in_a_sink(redis_url: str) -> None:
         ]
     finally:
         await broker.close()
+
+
+async def test_renewal_does_not_bring_back_a_removed_client(redis_url: str) -> None:
+    broker = RedisBroker(redis_url)
+    await broker.start(lambda channel, event: None)
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        ann = ClientInfo("id-ann", "ann")
+        await broker.presence_add("c", ann, notify=False)
+        assert await broker.presence("c") == [ann]
+        # Removed in Redis between a renewal's snapshot and its write.
+        conn.hdel("tidewire:p:c", "id-ann")
+        await broker.heartbeat()
+        assert await broker.presence("c") == []
+        # After Redis lost its data, a node writes its clients back.
+        await broker.heartbeat(restore=True)
+        assert await broker.presence("c") == [ann]
+    finally:
+        conn.close()
+        await broker.close()

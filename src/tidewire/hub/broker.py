@@ -35,6 +35,7 @@ __all__ = [
     "Position",
     "Publication",
     "Reset",
+    "select_history",
 ]
 
 
@@ -108,6 +109,24 @@ class History:
     top: Position
     publications: list[Publication]
     complete: bool = True
+
+
+def select_history(
+    top: Position, kept: list[Publication], since: Position | None, limit: int | None
+) -> History:
+    """What ``Broker.history`` answers, from every publication still ``kept``
+    (oldest first) in a channel whose latest position is ``top``."""
+    if since is None:
+        if limit is not None:
+            kept = kept[len(kept) - limit:] if limit > 0 else []
+        return History(top, kept)
+    if since.epoch != top.epoch or since.offset > top.offset:
+        # Another epoch (or a position from the future): everything kept is
+        # new to the client, but what it missed before can't be known.
+        return History(top, kept, complete=False)
+    after = [pub for pub in kept if pub.offset > since.offset]
+    first = after[0].offset if after else top.offset + 1
+    return History(top, after, complete=first == since.offset + 1)
 
 
 class EventSink(Protocol):

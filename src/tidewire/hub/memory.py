@@ -13,7 +13,17 @@ import secrets
 import time
 from collections import deque
 
-from .broker import Broker, ClientInfo, EventSink, History, Join, Leave, Position, Publication
+from .broker import (
+    Broker,
+    ClientInfo,
+    EventSink,
+    History,
+    Join,
+    Leave,
+    Position,
+    Publication,
+    select_history,
+)
 
 __all__ = ["MemoryBroker"]
 
@@ -119,18 +129,7 @@ class MemoryBroker(Broker):
         state = self._channel(channel)
         state.trim(time.monotonic())
         top = Position(state.epoch, state.offset)
-        kept = [pub for _, pub in state.history]
-        if since is None:
-            if limit is not None:
-                kept = kept[len(kept) - limit:] if limit > 0 else []
-            return History(top, kept)
-        if since.epoch != state.epoch or since.offset > state.offset:
-            # Another epoch (or a position from the future): everything kept is
-            # new to the client, but what it missed before can't be known.
-            return History(top, kept, complete=False)
-        after = [pub for pub in kept if pub.offset > since.offset]
-        first = after[0].offset if after else state.offset + 1
-        return History(top, after, complete=first == since.offset + 1)
+        return select_history(top, [pub for _, pub in state.history], since, limit)
 
     async def presence_add(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
         state = self._channel(channel)

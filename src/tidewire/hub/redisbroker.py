@@ -56,6 +56,7 @@ from .broker import (
     Position,
     Publication,
     Reset,
+    select_history,
 )
 
 __all__ = ["RedisBroker"]
@@ -107,19 +108,26 @@ return out
 """
 
 # Presence entries are "<expiry ms>\n<notify 0|1>\n<client JSON>".
-# KEYS: presence. ARGV: pub/sub channel, ttl ms, then pairs of client id and
-# "<notify>\n<client JSON>" to (re)write. Expired entries are dropped, with a
-# leave push for those that asked for one. Returns the live clients' JSON.
+# KEYS: presence. ARGV: pub/sub channel, ttl ms, mode, join push or '', then
+# pairs of client id and "<notify>\n<client JSON>". Mode "add" writes them,
+# "renew" only those still there (a client removed meanwhile stays removed).
+# Then expired entries are dropped, with a leave push for those that asked
+# for one. Returns the live clients' JSON.
 _PRESENCE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local ttl = tonumber(ARGV[2])
 local expiry = string.format('%.0f', now + ttl)
-for i = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], expiry .. '\\n' .. ARGV[i + 1])
+for i = 5, #ARGV, 2 do
+  if ARGV[3] == 'add' or redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], expiry .. '\\n' .. ARGV[i + 1])
+  end
 end
-if #ARGV > 2 then
+if #ARGV > 4 then
   redis.call('PEXPIRE', KEYS[1], ttl)
+end
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[1], ARGV[4])
 end
 local live = {}
 local all = redis.call('HGETALL', KEYS[1])
@@ -278,9 +286,12 @@ class RedisBroker(Broker):
                 f"Redis didn't answer in time to {what}; it may or may not have been done"
             ) from None
         except (RedisConnectionError, OSError) as exc:
+            # Most often a connection refused, before anything was sent; but
+            # one lost mid-call leaves it unknown, as a timeout does.
             logger.warning("Redis failed to %s: %s", what, exc)
             raise BrokerUnavailable(
-                f"can't reach Redis to {what} ({exc}); nothing was done"
+                f"the connection to Redis failed during {what} ({exc}); it may or may not "
+                "have been done"
             ) from None
         except RedisError as exc:
             logger.warning("Redis refused to %s: %s", what, exc)
@@ -311,43 +322,29 @@ class RedisBroker(Broker):
             keys=[self._key("m", channel), self._key("h", channel)],
             args=[secrets.token_urlsafe(6), "1" if read else "0", int(META_TTL * 1000)],
         ), "read history")
-        epoch, offset, now = out[0], int(out[1]), int(out[2])
-        top = Position(epoch, offset)
+        now = int(out[2])
         kept = []
         for entry in out[3:]:
-            pub_offset, expiry, body = entry.split("\n", 2)
+            offset, expiry, body = entry.split("\n", 2)
             if int(expiry) > now:
-                kept.append(_publication(int(pub_offset), body))
-        if since is None:
-            if limit is not None:
-                kept = kept[len(kept) - limit:] if limit > 0 else []
-            return History(top, kept)
-        if since.epoch != epoch or since.offset > offset:
-            return History(top, kept, complete=False)
-        after = [pub for pub in kept if pub.offset > since.offset]
-        first = after[0].offset if after else offset + 1
-        return History(top, after, complete=first == since.offset + 1)
+                kept.append(_publication(int(offset), body))
+        return select_history(Position(out[0], int(out[1])), kept, since, limit)
 
     # Presence.
 
-    def _presence_args(self, entries: dict[str, str]) -> list[str]:
-        args = []
-        for client, entry in entries.items():
-            args += [client, entry]
-        return args
+    def _presence_call(self, channel: str, mode: str, entries: dict[str, str],
+                       join: str = "", client: Any = None) -> Any:
+        args: list[Any] = [self._key("c", channel), int(self.presence_ttl * 1000), mode, join]
+        for client_id, entry in entries.items():
+            args += [client_id, entry]
+        return self._presence(keys=[self._key("p", channel)], args=args, client=client)
 
     async def presence_add(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
         entry = f"{int(notify)}\n{client.to_json()}"
         self._present.setdefault(channel, {})[client.client] = entry
-        await self._call(self._presence(
-            keys=[self._key("p", channel)],
-            args=[self._key("c", channel), int(self.presence_ttl * 1000), client.client, entry],
-        ), "add presence")
-        if notify:
-            await self._call(
-                self._redis.publish(self._key("c", channel), "j\n" + client.to_json()),
-                "publish a join",
-            )
+        join = "j\n" + client.to_json() if notify else ""
+        await self._call(self._presence_call(channel, "add", {client.client: entry}, join),
+                         "add presence")
 
     async def presence_remove(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
         entries = self._present.get(channel)
@@ -362,10 +359,7 @@ class RedisBroker(Broker):
         ), "remove presence")
 
     async def presence(self, channel: str) -> list[ClientInfo]:
-        live = await self._call(self._presence(
-            keys=[self._key("p", channel)],
-            args=[self._key("c", channel), int(self.presence_ttl * 1000)],
-        ), "read presence")
+        live = await self._call(self._presence_call(channel, "read", {}), "read presence")
         return [_client(text) for text in live]
 
     async def channels(self) -> dict[str, int]:
@@ -398,20 +392,18 @@ class RedisBroker(Broker):
             if self._healthy:
                 await self.heartbeat()
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self, *, restore: bool = False) -> None:
+        """Renew this node's presence entries (``restore``: write them again,
+        for a Redis that lost them) and sweep the channels it listens to."""
         channels = set(self._present) | self._listened
         if not channels:
             return
-        ttl = int(self.presence_ttl * 1000)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for channel in channels:
                     entries = self._present.get(channel, {})
-                    await self._presence(
-                        keys=[self._key("p", channel)],
-                        args=[self._key("c", channel), ttl, *self._presence_args(entries)],
-                        client=pipe,
-                    )
+                    mode = "add" if restore else "renew"
+                    await self._presence_call(channel, mode, entries, client=pipe)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("Redis failed to renew presence: %s", exc)
@@ -434,6 +426,7 @@ class RedisBroker(Broker):
             waiting = self._confirms.get(channel, [])
             if confirmed in waiting:
                 waiting.remove(confirmed)
+            await self.unlisten(channel)  # in case Redis did subscribe
             if isinstance(exc, (RedisError, OSError, asyncio.TimeoutError)):
                 raise BrokerUnavailable(f"Redis failed to subscribe: {exc!r}") from None
             raise
@@ -498,7 +491,7 @@ class RedisBroker(Broker):
         if self._syncing:
             self._spawn(self._fill_gaps())
         if self._present or self._listened:
-            self._spawn(self.heartbeat())  # Redis may have lost them
+            self._spawn(self.heartbeat(restore=True))  # Redis may have lost them
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
