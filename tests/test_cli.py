@@ -198,6 +198,8 @@ def test_serve_port_in_use_is_one_clear_line() -> None:
         ("[hub\n", "isn't valid TOML"),
         ("[nope]\n", "unknown table [nope]"),
         ("[hub]\ntoken_secret = 'short'\n", "at least 32 bytes"),
+        ("[hub]\npresence_ttl = 0\n", "presence_ttl must be above 0"),
+        ("[hub]\nbroker = 'mysql://x'\n", "unknown broker 'mysql://x'"),
     ],
 )
 def test_serve_bad_config_is_one_clear_line(tmp_path: Path, text: str, needle: str) -> None:

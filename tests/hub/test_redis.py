@@ -487,3 +487,20 @@ async def test_renewal_does_not_bring_back_a_removed_client(redis_url: str) -> N
     finally:
         conn.close()
         await broker.close()
+
+
+def test_tidewire_serve_on_redis(redis_url: str) -> None:
+    from ..test_cli import run, start_serve, stop_serve
+
+    serving = start_serve("--broker", redis_url)
+    try:
+        assert f"broker: {redis_url}" in serving.out[1]
+        response = httpx.get(f"http://127.0.0.1:{serving.port}/healthz", timeout=timeout(5))
+        assert response.json()["status"] == "ok"
+        assert response.json()["broker"] == redis_url
+    finally:
+        stop_serve(serving)
+    result = run("serve", "--broker", "redis://127.0.0.1:notaport/0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: broker: invalid Redis URL"), result.stderr
+    assert "Traceback" not in result.stderr

@@ -91,6 +91,8 @@ class HubConfig:
             raise ConfigError("token_secret must be at least 32 bytes long")
         if self.api_key is not None and len(self.api_key) < 8:
             raise ConfigError("api_key must be at least 8 characters long")
+        if self.presence_ttl <= 0:
+            raise ConfigError("presence_ttl must be above 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
 
