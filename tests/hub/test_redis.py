@@ -387,6 +387,7 @@ async def test_a_lost_subscription_is_filled_from_history(
         # More than history holds: the subscriber is asked to reconnect, and
         # recovering says what it can't give back.
         assert (await subscriber.closed())[0] == 4003
+        assert b.metrics.interrupted == 1
         back = await Client.open(b)
         result = await back.request("subscribe", channel="news:gap",
                                     since={"epoch": sub["epoch"], "offset": 1})

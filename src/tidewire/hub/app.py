@@ -280,6 +280,7 @@ class Hub:
         sessions |= self._joining.get(channel, set())
         logger.warning("stream of %s interrupted: %d subscribers asked to recover",
                        channel, len(sessions))
+        self.metrics.interrupted += len(sessions)
         for session in sessions:
             self.spawn(session.ws.close(Close.INTERRUPTED, "stream interrupted, reconnect"))
 

@@ -28,6 +28,7 @@ _COUNTERS = {
     "bytes_out": "bytes of messages sent to clients",
     "publications": "publications accepted",
     "slow_consumers": "clients disconnected as slow consumers",
+    "interrupted": "subscribers closed with 4003 after a gap in their channel's stream",
     "http_requests": "HTTP API requests answered",
 }
 
@@ -43,6 +44,7 @@ class Metrics:
         self.bytes_out = 0
         self.publications = 0
         self.slow_consumers = 0
+        self.interrupted = 0
         self.http_requests = 0
         self._gauges = gauges
         self.registry = CollectorRegistry(auto_describe=False)
