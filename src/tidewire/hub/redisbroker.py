@@ -367,10 +367,16 @@ class RedisBroker(Broker):
         cut = len(self.prefix) + 3
         async for key in self._scan(f"{self.prefix}:h:*"):
             out[key[cut:]] = 0
-        async for key in self._scan(f"{self.prefix}:p:*"):
-            count = len(await self.presence(key[cut:]))
-            if count:
-                out[key[cut:]] = count
+        names = [key[cut:] async for key in self._scan(f"{self.prefix}:p:*")]
+        for start in range(0, len(names), 500):
+            batch = names[start:start + 500]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in batch:
+                    await self._presence_call(name, "read", {}, client=pipe)
+                counts = await self._call(pipe.execute(), "count subscribers")
+            for name, live in zip(batch, counts, strict=True):
+                if live:
+                    out[name] = len(live)
         return out
 
     async def _scan(self, match: str) -> Any:
