@@ -49,7 +49,8 @@ _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
 class HubProcess:
     """``tidewire serve`` in a subprocess; ``start()`` returns once it listens."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
+        self.args = args  # more options of `tidewire serve`
         self.port = 0
         self.output: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -73,7 +74,7 @@ class HubProcess:
         env["PYTHONUNBUFFERED"] = "1"
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tidewire", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", API_KEY,
+            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", API_KEY, *self.args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
