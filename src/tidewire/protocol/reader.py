@@ -165,8 +165,6 @@ class Reader:
                 raise ProtocolError("reserved bit RSV1 set without an extension")
             self._msg_opcode = opcode
             self._compressed = rsv1
-            if opcode == 1:
-                self._decoder = _new_decoder()
         else:
             raise ProtocolError(f"reserved opcode {opcode:#x}")
         if self.max_frame_size is not None and length > self.max_frame_size:
@@ -232,15 +230,23 @@ class Reader:
                 piece += tail
         else:
             self._size += n
-        decoder = self._decoder
-        if decoder is not None:
+        if self._msg_opcode == 1:
+            decoder = self._decoder
             try:
-                text = decoder.decode(piece, last)
+                if decoder is None and last:
+                    # A message in one piece, the common case, is decoded at
+                    # once: an incremental decoder costs more than the decoding.
+                    text = piece.decode()
+                else:
+                    if decoder is None:
+                        decoder = self._decoder = _new_decoder()
+                    text = decoder.decode(piece, last)
             except UnicodeDecodeError as exc:
                 raise InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}") from exc
             if not last:
                 # CPython's decoder notices an encoded surrogate (ED A0..BF)
                 # only at its third byte; fail at the second, like all others.
+                assert decoder is not None
                 pending = decoder.getstate()[0]
                 if len(pending) == 2 and pending[0] == 0xED and pending[1] >= 0xA0:
                     raise InvalidUTF8("invalid UTF-8 in text message: encoded surrogate")
@@ -260,15 +266,15 @@ class Reader:
         return int(self.max_size) - self._size
 
     def _finish(self, events: list[Event]) -> None:
-        if self._decoder is not None:
+        if self._msg_opcode == 1:
             texts = self._texts
             events.append(texts[0] if len(texts) == 1 else "".join(texts))
-            self._texts = []
+            texts.clear()
             self._decoder = None
         else:
             chunks = self._chunks
             events.append(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-            self._chunks = []
+            chunks.clear()
         self._msg_opcode = 0
         self._compressed = False
         self._size = 0
