@@ -158,7 +158,15 @@ def build_frame(
     mask: bytes | None = None,
 ) -> bytes:
     """Serialize one frame. ``mask`` is the 4-byte key, required from a client."""
-    return b"".join(build_frame_parts(opcode, payload, fin=fin, rsv1=rsv1, mask=mask))
+    head = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    length = len(payload)
+    if mask is None:
+        if length < 126:
+            return _H2.pack(head, length) + payload
+        header = _H4.pack(head, 126, length) if length < 65536 else _H10.pack(head, 127, length)
+        return header + payload
+    header, payload = build_frame_parts(opcode, payload, fin=fin, rsv1=rsv1, mask=mask)
+    return header + payload
 
 
 def build_frame_parts(
