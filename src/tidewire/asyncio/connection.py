@@ -74,9 +74,7 @@ class Connection(asyncio.Protocol):
         self.logger = logger or logging.getLogger("tidewire")
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.messages = MessageQueue(
-            max_queue, None, self._pause_reading, self._resume_reading, self._on_drained
-        )
+        self.messages = MessageQueue(max_queue, None, self._pause_reading, self._resume_reading)
         self.closed = self.loop.create_future()  # result None once the socket closed
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._drain: asyncio.Future[None] | None = None
@@ -158,10 +156,13 @@ class Connection(asyncio.Protocol):
             elif self._fail_timer is None:
                 # Let the application read (and answer) what came before the
                 # violation, but not forever.
+                self.messages.drained = self._on_drained
                 self._fail_timer = self.loop.call_later(
                     self.close_timeout or 10, self._on_drained
                 )
-        self._flush()
+        out = p.data_to_send()
+        if out:
+            self._write(out)
         state = p.state
         if state is _OPEN:
             return  # the common case: nothing is closing
@@ -186,7 +187,11 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         out = self.protocol.data_to_send()
-        if out and self.transport is not None and not self._sock_closed:
+        if out:
+            self._write(out)
+
+    def _write(self, out: list[bytes]) -> None:
+        if self.transport is not None and not self._sock_closed:
             if len(out) == 1:
                 self.transport.write(out[0])
             else:

@@ -18,7 +18,7 @@ __all__ = ["MessageQueue"]
 
 class MessageQueue:
     __slots__ = (
-        "high", "low", "closed", "_pause", "_resume", "_drained", "_queue", "_head",
+        "high", "low", "closed", "drained", "_pause", "_resume", "_queue", "_head",
         "_waiter", "_paused",
     )
 
@@ -36,7 +36,9 @@ class MessageQueue:
         self.low = low
         self._pause = pause
         self._resume = resume
-        self._drained = drained
+        # Called when get() finds the queue empty; the connection sets it only
+        # while a failure waits for the application to read what came before.
+        self.drained = drained
         # A list read from _head on: far smaller than a deque on an idle
         # connection, and reset whenever it is drained.
         self._queue: list[str | bytes] = []
@@ -76,8 +78,8 @@ class MessageQueue:
                 raise ConcurrencyError(
                     "another coroutine is already waiting for the next message"
                 )
-            if self._drained is not None and not self.closed:
-                self._drained()  # may close the queue
+            if self.drained is not None and not self.closed:
+                self.drained()  # may close the queue
             while self._head == len(queue):
                 if self.closed:
                     raise EOFError

@@ -23,7 +23,7 @@ cdef class Reader:
     cdef Py_ssize_t _size
     cdef object _decoder
 
-    cpdef feed(self, data, list events)
+    cpdef bint feed(self, data, list events) except? -1
     cdef Py_ssize_t _read_header(self, bytearray buf, Py_ssize_t pos) except -1
     cdef bytes _take(self, bytearray buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)

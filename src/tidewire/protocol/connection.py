@@ -151,7 +151,7 @@ class Connection:
         events = self._events
         start = len(events)
         try:
-            self.reader.feed(data, events)  # type: ignore[arg-type]
+            controls = self.reader.feed(data, events)  # type: ignore[arg-type]
         except ProtocolError as exc:
             self._handle(start)
             if self.defer_failures and self.state is State.OPEN:
@@ -159,7 +159,8 @@ class Connection:
             else:
                 self.fail(exc.code, str(exc), exc)
             return
-        self._handle(start)
+        if controls:
+            self._handle(start)
 
     def _handle(self, start: int) -> None:
         """React to the control frames among the events from ``start`` on."""
@@ -239,7 +240,8 @@ class Connection:
         self._sending_fragments = not fin
 
     def _send_data(self, opcode: Opcode, data: bytes, fin: bool) -> None:
-        self._check_open()
+        if self.state is not _OPEN:
+            raise self.close_exc()
         if self._sending_fragments:
             raise ProtocolError("a fragmented message is in progress")
         deflate = self.deflate
@@ -260,12 +262,13 @@ class Connection:
         frame anew and a connection with context takeover compresses on its
         own, as the RFCs require.
         """
-        self._check_open()
+        if self.state is not _OPEN:
+            raise self.close_exc()
         if self._sending_fragments:
             raise ProtocolError("a fragmented message is in progress")
         deflate = self.deflate
         key: object = None
-        if self.side is Side.CLIENT or (
+        if self.side is _CLIENT or (
             deflate is not None
             and deflate.can_compress
             and not deflate.local_no_context_takeover

@@ -77,11 +77,16 @@ class Reader:
         self._size = 0  # message bytes so far, after decompression
         self._decoder: codecs.IncrementalDecoder | None = None
 
-    def feed(self, data: bytes, events: list[Event]) -> None:
-        """Parse ``data``, appending events; raise ``ProtocolError``."""
+    def feed(self, data: bytes, events: list[Event]) -> bool:
+        """Parse ``data``, appending events; raise ``ProtocolError``.
+
+        Return whether a control frame was among them, so that the caller
+        looks at the events only then.
+        """
         buf = self._buf
         buf += data
         pos = 0
+        controls = False
         try:
             while True:
                 if self._remaining == _NO_FRAME:
@@ -98,6 +103,7 @@ class Reader:
                     pos += remaining
                     self._remaining = _NO_FRAME
                     self._control(payload, events)
+                    controls = True
                     continue
                 if avail == 0 and remaining > 0:
                     break
@@ -109,6 +115,7 @@ class Reader:
                     break
         finally:
             del buf[:pos]
+        return controls
 
     def _read_header(self, buf: bytearray, pos: int) -> int:
         """Parse a frame header at ``pos``; return its size, 0 if incomplete."""
