@@ -35,6 +35,17 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Event = dict[str, Any]
 
 
+
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; wait for the exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
 class BenchError(RuntimeError):
     """A sample could not be measured; the message says why."""
 
@@ -182,13 +193,7 @@ class ServerProcess:
             raise BenchError(f"{self.name} server exited: {tail(self.log_path)}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        terminate(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -335,13 +340,8 @@ class RedisProcess:
             raise BenchError(f"redis-server exited: {tail(self.log_path)}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            terminate(self.proc)
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
