@@ -11,17 +11,18 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
 from .. import protocol as proto
-from ..exceptions import ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
 from ..protocol.frames import CloseCode, Pong
 from .messages import MessageQueue
 
-__all__ = ["Connection", "Data"]
+__all__ = ["Connection", "Data", "MessageCallback"]
 
 Data = str | bytes
+MessageCallback = Callable[[Data], object]
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _OPEN = proto.State.OPEN  # read on every message: cheaper than the enum on 3.11
 
@@ -52,6 +53,8 @@ class Connection(asyncio.Protocol):
         "_sock_closed",
         "_chunks_received",
         "_flush_due",
+        "_on_message",
+        "_delivering",
     )
 
     protocol: proto.ServerProtocol | proto.ClientProtocol
@@ -86,6 +89,8 @@ class Connection(asyncio.Protocol):
         self._sock_closed = False
         self._chunks_received = 0  # for keepalive: did anything come in?
         self._flush_due = False  # broadcast() frames wait for the end of the turn
+        self._on_message: MessageCallback | None = None
+        self._delivering = False  # in _process: send_nowait() leaves the write to it
 
     # asyncio.Protocol
 
@@ -129,9 +134,14 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._on_message is not None:
+            # A callback can't wait for the buffer: stop reading what it answers.
+            self._pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._on_message is not None and not self.messages.paused:
+            self._resume_reading()
         self._wake_writers()
 
     # Event handling.
@@ -141,15 +151,33 @@ class Connection(asyncio.Protocol):
         p = self.protocol
         events = p.events_received()
         if events:
-            put = self.messages.put
-            for event in events:
-                cls = type(event)
-                if cls is str or cls is bytes:
-                    put(event)  # type: ignore[arg-type]
-                elif cls is Pong:
-                    self._on_pong(event.data)  # type: ignore[union-attr]
-                elif cls is proto.Request or cls is proto.Response:
-                    self._on_handshake(event)  # type: ignore[arg-type]
+            callback = self._on_message
+            put = callback or self.messages.put
+            self._delivering = True
+            try:
+                for event in events:
+                    cls = type(event)
+                    if cls is str or cls is bytes:
+                        put(event)  # type: ignore[arg-type]
+                        if callback is not None and self._on_message is not callback:
+                            callback = self._on_message  # changed by the callback
+                            put = callback or self.messages.put
+                    elif cls is Pong:
+                        self._on_pong(event.data)  # type: ignore[union-attr]
+                    elif cls is proto.Request or cls is proto.Response:
+                        self._on_handshake(event)  # type: ignore[arg-type]
+            except ConnectionClosed:
+                if callback is None:
+                    raise  # pragma: no cover - the queue never raises it
+                # The callback answered a message that came before a close.
+            except Exception:
+                if callback is None:
+                    raise
+                self.logger.error("message callback failed; closing %s", self.id, exc_info=True)
+                self._on_message = None
+                p.fail(CloseCode.INTERNAL_ERROR, "message callback failed")
+            finally:
+                self._delivering = False
         if p.pending_failure is not None:
             if not self.messages:
                 p.fail_pending()
@@ -285,6 +313,8 @@ class Connection(asyncio.Protocol):
         Raise ``ConnectionClosedOK`` or ``ConnectionClosedError`` once the
         connection is closed and every message before the close was read.
         """
+        if self._on_message is not None:
+            raise ConcurrencyError("messages go to the on_message() callback")
         try:
             return await self.messages.get()
         except EOFError:
@@ -292,6 +322,8 @@ class Connection(asyncio.Protocol):
 
     async def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages until a normal closure; re-raise any other."""
+        if self._on_message is not None:
+            raise ConcurrencyError("messages go to the on_message() callback")
         get = self.messages.get
         try:
             while True:
@@ -300,6 +332,51 @@ class Connection(asyncio.Protocol):
             exc = self.protocol.close_exc()
             if not isinstance(exc, ConnectionClosedOK):
                 raise exc from self.protocol.exc
+
+    def on_message(self, callback: MessageCallback | None) -> None:
+        """Hand every message to ``callback(message)`` as soon as it is parsed,
+        instead of queueing it for ``recv()``; ``None`` goes back to queueing.
+
+        This is the fastest way to receive: no task wakes up per message. The
+        callback runs in the event loop's I/O callback, so it must not block;
+        to answer, use ``send_nowait()``. Messages already queued are handed
+        over first, in order. While a callback is set, ``recv()`` raises
+        ``ConcurrencyError``, and reading stops while the write buffer is above
+        ``write_limit``, so a peer that sends without reading the answers is
+        slowed down by TCP. If the callback raises, the error is logged and the
+        connection closes with 1011. A server handler that sets a callback
+        should then ``await ws.wait_closed()``: the connection closes when the
+        handler returns.
+        """
+        if callback is not None and self.messages.waiting:
+            raise ConcurrencyError("a coroutine is waiting in recv(); can't set a callback")
+        self._on_message = callback
+        if callback is None:
+            if self._reading_paused and not self.messages.paused:
+                self._resume_reading()
+            return
+        for message in self.messages.take_all():
+            callback(message)
+        if self._write_paused:
+            self._pause_reading()
+        self._process()  # a pending violation may now fail; flush what was sent
+
+    def send_nowait(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send one message now, without waiting for the write buffer: from a
+        message callback, or from code that paces itself with ``write_paused``
+        and ``drain()``. ``str`` is sent as text, bytes-like as binary.
+
+        Raise ``ConnectionClosed`` once the connection is closing.
+        """
+        p = self.protocol
+        if type(message) is str:
+            p.send_text(message.encode())
+        elif isinstance(message, _BYTES_LIKE):
+            p.send_binary(bytes(message))
+        else:
+            raise TypeError(f"can't send {type(message).__name__}; use str or bytes")
+        if not self._delivering:
+            self._flush()  # else the callback's caller writes it all at once
 
     async def send(
         self, message: Data | Iterable[Data] | AsyncIterable[Data]

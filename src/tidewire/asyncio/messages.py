@@ -63,6 +63,26 @@ class MessageQueue:
             self._paused = True
             self._pause()
 
+    @property
+    def paused(self) -> bool:
+        """True while the queue holds reading off."""
+        return self._paused
+
+    @property
+    def waiting(self) -> bool:
+        """True while a coroutine waits in ``get()``."""
+        return self._waiter is not None
+
+    def take_all(self) -> list[str | bytes]:
+        """Remove and return every queued message, and let reading resume."""
+        messages = self._queue[self._head :]
+        self._queue = []
+        self._head = 0
+        if self._paused:
+            self._paused = False
+            self._resume()
+        return messages
+
     def close(self) -> None:
         """No more messages will come; wake a waiting ``get``."""
         self.closed = True

@@ -37,6 +37,7 @@ from ..exceptions import (
 )
 from .deflate import Deflate
 from .frames import (
+    _H2,
     Close,
     CloseCode,
     Opcode,
@@ -249,6 +250,10 @@ class Connection:
         if deflate is not None and deflate.can_compress:
             data = deflate.compress(data, fin)
             rsv1 = True
+        if fin and len(data) < 126 and self.side is not _CLIENT:
+            # The common case, inlined: a small unmasked frame in one piece.
+            self._out.append(_H2.pack((0xC0 if rsv1 else 0x80) | opcode, len(data)) + data)
+            return
         self._append_frame(opcode, data, fin, rsv1)
         self._sending_fragments = not fin
         self._compress_fragments = rsv1 and not fin
