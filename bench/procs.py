@@ -122,8 +122,11 @@ class ServerProcess:
     """``python -m bench.servers.NAME_server``, pinned, until the ``with`` block ends."""
 
     def __init__(self, name: str, mode: str, compression: bool, settings: Settings) -> None:
-        argv = [sys.executable, "-m", f"bench.servers.{name}_server"]
+        module = "tidewire" if name == "tidewire-cb" else name
+        argv = [sys.executable, "-m", f"bench.servers.{module}_server"]
         argv += ["--mode", mode, "--loop", settings.loop]
+        if name == "tidewire-cb":
+            argv.append("--callback")
         if compression:
             argv.append("--compression")
         self._spawn(name, argv, settings)

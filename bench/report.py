@@ -13,7 +13,15 @@ from typing import Any
 
 from bench import stats
 from bench.procs import redis_server_version
-from bench.scenarios import CLIENT_SERVER, HUB_CHANNEL, HUB_OTHERS, LABELS, Sample, Scenario
+from bench.scenarios import (
+    CLIENT_SERVER,
+    HUB_CHANNEL,
+    HUB_OTHERS,
+    LABELS,
+    OURS,
+    Sample,
+    Scenario,
+)
 from bench.settings import Settings
 from bench.stats import Summary
 
@@ -235,12 +243,13 @@ def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
             f" | {'; '.join(s.notes)} |"
         )
     lines.append("")
-    tidewire = summaries.get("tidewire")
-    peer = stats.best_peer(summaries, "tidewire", scenario.higher_is_better)
-    if tidewire and tidewire.median is not None and peer and peer.median is not None:
-        r = stats.ratio(tidewire.median, peer.median)
-        line = f"tidewire / best other library ({peer.name}): **{fmt_ratio(r)}**"
-        lines += [line + ("" if scenario.higher_is_better else ", lower is better"), ""]
+    peer = stats.best_peer(summaries, OURS, scenario.higher_is_better)
+    for name in OURS:
+        ours = summaries.get(name)
+        if ours and ours.median is not None and peer and peer.median is not None:
+            r = stats.ratio(ours.median, peer.median)
+            line = f"{LABELS[name]} / best other library ({peer.name}): **{fmt_ratio(r)}**"
+            lines += [line + ("" if scenario.higher_is_better else ", lower is better"), ""]
     if any(s.load_cpu is not None and s.load_cpu > 0.8 for s in summaries.values()):
         lines += [
             "⚠ load CPU above 80% in a row: the load side may share the limit there"
@@ -280,6 +289,11 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         " generator costs about as much per message as the raw TCP server: that row can be"
         " bound by both sides (load CPU near 100%), and the true ceiling may be a little"
         " higher. Every WebSocket server costs more per message than the load generator.",
+        "- How tidewire takes messages in: the \"tidewire\" row with `async for message in"
+        " ws: await ws.send(message)`; the \"tidewire, on_message()\" row with"
+        " `ws.on_message(ws.send_nowait)`, a callback called as each message is parsed (as"
+        " picows calls `on_ws_frame`). Fan-out and idle memory don't take messages in: one"
+        " row.",
         "- Keepalive pings off everywhere. Max message size 16 MiB and listen backlog 1024"
         " everywhere.",
         '- Compression: off, except in the "compressed" scenarios (tidewire, websockets,'

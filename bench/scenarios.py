@@ -27,8 +27,12 @@ from bench.procs import (
 )
 from bench.settings import Settings
 
-SERVERS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp")
-COMPRESSING = ("tidewire", "websockets", "aiohttp")
+# tidewire twice where messages come in: the async API (``async for``) and the
+# callback one (``ws.on_message(ws.send_nowait)``), as picows' users write it.
+OURS = ("tidewire", "tidewire-cb")
+SERVERS = (*OURS, "picows", "websockets", "aiohttp", "rawtcp")
+OTHERS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp")  # no messages to take in
+COMPRESSING = (*OURS, "websockets", "aiohttp")
 CLIENTS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
 LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this loop
 REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
@@ -43,6 +47,7 @@ HUB_OTHERS = {"node_a": "node A", "redis": "redis-server"}
 HUB_CHANNEL = "ticker:bench"  # the default config's ticker namespace: anonymous may subscribe
 LABELS = {
     "tidewire": "tidewire",
+    "tidewire-cb": "tidewire, on_message()",
     "picows": "picows",
     "websockets": "websockets",
     "aiohttp": "aiohttp",
@@ -439,7 +444,7 @@ def all_scenarios(s: Settings) -> list[Scenario]:
             "KiB/connection",
             f"Server RSS growth over {s.idle_conns:,} open idle connections, divided by their"
             " number, after one warm-up echo. Lower is better.",
-            SERVERS,
+            OTHERS,
             idle_memory,
             higher_is_better=False,
         )
@@ -451,7 +456,7 @@ def all_scenarios(s: Settings) -> list[Scenario]:
             "deliveries/s",
             f"A trigger makes the server send {s.fanout_count} binary messages of 1 KiB to each"
             f" of {s.fanout_conns:,} clients; messages received per second, at the clients.",
-            SERVERS,
+            OTHERS,
             fanout,
         )
     )

@@ -76,9 +76,11 @@ def ratio(value: float | None, to: float | None) -> float | None:
     return value / to
 
 
-def best_peer(summaries: dict[str, Summary], name: str, higher_is_better: bool) -> Summary | None:
-    """The best library other than ``name``."""
-    others = {n: s for n, s in summaries.items() if n != name}
+def best_peer(
+    summaries: dict[str, Summary], names: tuple[str, ...], higher_is_better: bool
+) -> Summary | None:
+    """The best library other than those ``names`` (one library's rows)."""
+    others = {n: s for n, s in summaries.items() if n not in names}
     return best(others, higher_is_better)
 
 

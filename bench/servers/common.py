@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", action="store_true", help="permessage-deflate on")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--callback", action="store_true", help="tidewire: take messages in with on_message()"
+    )
     return parser.parse_args(argv)
 
 

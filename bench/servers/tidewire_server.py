@@ -1,5 +1,8 @@
 """The tidewire server under test: echo, or fan-out through ``tidewire.broadcast``.
 
+Echo takes messages in with ``async for``, or with ``--callback`` through
+``ws.on_message(ws.send_nowait)``: no task wakes up per message.
+
 ``--mode pubsub`` is the reference row of the hub scenario: publications pushed
 with ``tidewire.broadcast()`` and none of the hub (sessions, broker, history).
 """
@@ -36,6 +39,10 @@ async def main(args: argparse.Namespace) -> None:
         async for message in ws:
             await ws.send(message)
 
+    async def echo_callback(ws: Any) -> None:
+        ws.on_message(ws.send_nowait)  # messages handed over as they are parsed
+        await ws.wait_closed()
+
     async def fanout(ws: Any) -> None:
         clients.add(ws)
         try:
@@ -71,8 +78,10 @@ async def main(args: argparse.Namespace) -> None:
             clients.discard(ws)
 
     handlers = {"echo": echo, "fanout": fanout, "pubsub": pubsub}
+    if args.callback and args.mode != "echo":
+        raise SystemExit("--callback applies to --mode echo")
     async with tidewire.serve(
-        handlers[args.mode],
+        echo_callback if args.callback else handlers[args.mode],
         common.HOST,
         args.port,
         compression="deflate" if args.compression else None,
