@@ -33,3 +33,86 @@ def test_apply_mask_rejects_bad_key_length(bad: bytes) -> None:
     for fn in (mask.apply_mask, mask.apply_mask_py):
         with pytest.raises(ValueError):
             fn(b"data", bad)
+
+
+def readers() -> list[type]:
+    """The pure-Python Reader, and its compiled twin when speedups are on."""
+    from tidewire.protocol import reader
+
+    found: list[type] = [reader.Reader]
+    if not os.environ.get("TIDEWIRE_NO_SPEEDUPS"):
+        from tidewire.protocol import _reader_c
+
+        found.append(_reader_c.Reader)
+    return found
+
+
+def assemblies() -> list[type]:
+    found: list[type] = [mask.AssemblyPy]
+    if not os.environ.get("TIDEWIRE_NO_SPEEDUPS"):
+        from tidewire import _speedups
+
+        assert mask.Assembly is _speedups.Assembly
+        found.append(_speedups.Assembly)
+    return found
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_assembly_matches_unmasking_in_one_go(masked: bool) -> None:
+    rng = random.Random(7)
+    data = rng.randbytes(100_003)
+    key = rng.randbytes(4)
+    expected = mask.apply_mask_py(data, key) if masked else data
+    for cls in assemblies():
+        whole = cls(len(data))
+        pos = 0
+        while pos < len(data):
+            n = rng.choice([1, 3, 5, 4096, 70_000])
+            whole.put(memoryview(data)[pos : pos + n], key if masked else None)
+            pos += len(data[pos : pos + n])
+        assert whole.take() == expected, cls
+
+
+def test_assembly_refuses_overflow_incomplete_and_second_take() -> None:
+    for cls in assemblies():
+        whole = cls(4)
+        with pytest.raises(ValueError):
+            whole.put(b"12345")
+        whole.put(b"12")
+        with pytest.raises(ValueError):
+            whole.take()  # not complete
+        with pytest.raises(ValueError):
+            whole.put(b"34", b"abc")  # bad mask
+        whole.put(b"34")
+        assert whole.take() == b"1234"
+        with pytest.raises(ValueError):
+            whole.take()
+        with pytest.raises(ValueError):
+            whole.put(b"")
+        with pytest.raises(ValueError):
+            cls(-1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_large_binary_frames_in_random_chunks(seed: int) -> None:
+    """A large one-frame message (assembled in place) between small frames, cut
+    anywhere: both twins give the same messages, in order."""
+    from tidewire.protocol.frames import build_frame
+
+    rng = random.Random(seed)
+    big = rng.randbytes(rng.choice([65_536, 200_001, 1_048_576]))
+    messages: list[bytes | str] = [b"before", big, "text after", big[:70_000], b""]
+    stream = b"".join(
+        build_frame(1 if isinstance(m, str) else 2, m.encode() if isinstance(m, str) else m,
+                    mask=rng.randbytes(4))
+        for m in messages
+    )
+    for cls in readers():
+        reader = cls(expect_mask=True, max_size=2**21)
+        events: list[object] = []
+        pos = 0
+        while pos < len(stream):
+            n = rng.choice([1, 2, 7, 1000, 65_536, 300_000])
+            reader.feed(stream[pos : pos + n], events)
+            pos += n
+        assert events == messages, cls

@@ -57,6 +57,150 @@ done:
     return result;
 }
 
+/* XOR n bytes of in with the 4-byte mask m, starting at mask index phase, into out. */
+static void
+xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n,
+         const unsigned char *m, Py_ssize_t phase)
+{
+    unsigned char r[4];
+    for (int k = 0; k < 4; k++)
+        r[k] = m[(phase + k) & 3];
+    uint32_t m32;
+    memcpy(&m32, r, 4);
+    uint64_t m64 = ((uint64_t)m32 << 32) | m32;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, in + i, 8);
+        w ^= m64;
+        memcpy(out + i, &w, 8);
+    }
+    for (; i < n; i++)
+        out[i] = in[i] ^ r[i & 3];
+}
+
+/* Assembly(size): a message of known size, filled piece by piece in order, then
+ * taken as bytes without a copy. The bytes object stays private until take(). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* bytes of the final size, or NULL once taken */
+    Py_ssize_t size;
+    Py_ssize_t filled;
+} Assembly;
+
+static PyObject *
+assembly_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Py_ssize_t size;
+    static char *kwlist[] = {"size", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:Assembly", kwlist, &size))
+        return NULL;
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be >= 0");
+        return NULL;
+    }
+    Assembly *self = (Assembly *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->data = PyBytes_FromStringAndSize(NULL, size);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->size = size;
+    self->filled = 0;
+    return (PyObject *)self;
+}
+
+static void
+assembly_dealloc(Assembly *self)
+{
+    Py_XDECREF(self->data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* put(piece, mask=None): append piece, unmasked with the 4-byte mask (from the
+ * mask byte at the fill position % 4) when given. */
+static PyObject *
+assembly_put(Assembly *self, PyObject *args)
+{
+    Py_buffer piece;
+    PyObject *mask = Py_None;
+    if (!PyArg_ParseTuple(args, "y*|O:put", &piece, &mask))
+        return NULL;
+    PyObject *result = NULL;
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "message already taken");
+        goto done;
+    }
+    if (piece.len > self->size - self->filled) {
+        PyErr_SetString(PyExc_ValueError, "piece beyond the message's size");
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
+    Py_ssize_t n = piece.len;
+    if (mask == Py_None) {
+        memcpy(out, piece.buf, n);
+    } else {
+        if (!PyBytes_Check(mask) || PyBytes_GET_SIZE(mask) != 4) {
+            PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
+            goto done;
+        }
+        const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(mask);
+        const unsigned char *in = (const unsigned char *)piece.buf;
+        Py_ssize_t phase = self->filled;
+        if (n >= 65536) {
+            Py_BEGIN_ALLOW_THREADS
+            xor_mask(out, in, n, m, phase);
+            Py_END_ALLOW_THREADS
+        } else {
+            xor_mask(out, in, n, m, phase);
+        }
+    }
+    self->filled += n;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&piece);
+    return result;
+}
+
+/* take() -> bytes: the message, once it is complete; the assembly is empty afterwards. */
+static PyObject *
+assembly_take(Assembly *self, PyObject *unused)
+{
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "message already taken");
+        return NULL;
+    }
+    if (self->filled != self->size) {
+        PyErr_SetString(PyExc_ValueError, "message not complete");
+        return NULL;
+    }
+    PyObject *data = self->data;
+    self->data = NULL;
+    return data;
+}
+
+static PyMethodDef assembly_methods[] = {
+    {"put", (PyCFunction)assembly_put, METH_VARARGS,
+     "put(piece, mask=None)\n\nAppend piece, unmasked with mask if given."},
+    {"take", (PyCFunction)assembly_take, METH_NOARGS,
+     "take() -> bytes\n\nThe complete message, once; without a copy."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AssemblyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tidewire._speedups.Assembly",
+    .tp_doc = "A message of known size, filled piece by piece, then taken as bytes.",
+    .tp_basicsize = sizeof(Assembly),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = assembly_new,
+    .tp_dealloc = (destructor)assembly_dealloc,
+    .tp_methods = assembly_methods,
+};
+
 static PyMethodDef methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, mask) -> bytes\n\nMask or unmask data with a 4-byte key."},
@@ -71,5 +215,16 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&AssemblyType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&AssemblyType);
+    if (PyModule_AddObject(m, "Assembly", (PyObject *)&AssemblyType) < 0) {
+        Py_DECREF(&AssemblyType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -22,11 +22,13 @@ cdef class Reader:
     cdef list _texts
     cdef Py_ssize_t _size
     cdef object _decoder
+    cdef object _whole
 
     cpdef bint feed(self, data, list events) except? -1
     cdef Py_ssize_t _read_header(self, bytearray buf, Py_ssize_t pos) except -1
     cdef bytes _take(self, bytearray buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)
+    cdef _put(self, chunk, list events)
     cdef _data(self, bytes piece, bint frame_end, list events)
     cdef object _limit(self)
     cdef _finish(self, list events)

@@ -1,7 +1,8 @@
 """Masking (RFC 6455 section 5.3): XOR the payload with a repeating 4-byte key.
 
-``apply_mask`` is the compiled version from ``tidewire._speedups`` unless
-``TIDEWIRE_NO_SPEEDUPS=1`` is set; ``apply_mask_py`` is its pure-Python twin.
+``apply_mask`` and ``Assembly`` are the compiled versions from
+``tidewire._speedups`` unless ``TIDEWIRE_NO_SPEEDUPS=1`` is set;
+``apply_mask_py`` and ``AssemblyPy`` are their pure-Python twins.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ["apply_mask", "apply_mask_py", "SPEEDUPS"]
+__all__ = ["Assembly", "AssemblyPy", "apply_mask", "apply_mask_py", "SPEEDUPS"]
 
 
 def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -27,9 +28,58 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return x.to_bytes(n, "little")
 
 
+class AssemblyPy:
+    """A message of known ``size``, filled piece by piece in order, then taken
+    as bytes.
+
+    Large messages that come in one frame are put together here, unmasked on
+    the way in. The compiled twin writes into the final ``bytes`` object, so a
+    payload is copied once out of the socket's chunks; this one keeps the
+    pieces and joins them.
+    """
+
+    __slots__ = ("size", "_filled", "_pieces")
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("size must be >= 0")
+        self.size = size
+        self._filled = 0
+        self._pieces: list[bytes] | None = []
+
+    def put(self, piece: bytes | bytearray | memoryview, mask: bytes | None = None) -> None:
+        """Append ``piece``, unmasked with ``mask`` (from the mask byte at the
+        fill position % 4) when given."""
+        pieces = self._pieces
+        if pieces is None:
+            raise ValueError("message already taken")
+        n = len(piece)
+        if n > self.size - self._filled:
+            raise ValueError("piece beyond the message's size")
+        if mask is not None:
+            if len(mask) != 4:
+                raise ValueError("mask must be 4 bytes")
+            o = self._filled & 3
+            pieces.append(apply_mask_py(piece, mask[o:] + mask[:o]))
+        else:
+            pieces.append(bytes(piece))
+        self._filled += n
+
+    def take(self) -> bytes:
+        """The complete message, once."""
+        pieces = self._pieces
+        if pieces is None:
+            raise ValueError("message already taken")
+        if self._filled != self.size:
+            raise ValueError("message not complete")
+        self._pieces = None
+        return b"".join(pieces)
+
+
 SPEEDUPS = not os.environ.get("TIDEWIRE_NO_SPEEDUPS")
 
 if TYPE_CHECKING or not SPEEDUPS:
     apply_mask = apply_mask_py
+    Assembly = AssemblyPy
 else:
-    from .._speedups import apply_mask
+    from .._speedups import Assembly, apply_mask

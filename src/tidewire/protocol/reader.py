@@ -21,7 +21,7 @@ import codecs
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from .deflate import Deflate
 from .frames import Close, Ping, Pong, parse_close
-from .mask import apply_mask
+from .mask import Assembly, apply_mask
 
 __all__ = ["Reader", "Event"]
 
@@ -31,6 +31,8 @@ _new_decoder = codecs.getincrementaldecoder("utf-8")
 
 # Reader._remaining between two frames.
 _NO_FRAME = -1
+# A binary message in one frame at least this long is assembled in place.
+_ASSEMBLE_MIN = 1 << 16
 
 
 def _rotate(mask: bytes, offset: int) -> bytes:
@@ -76,6 +78,7 @@ class Reader:
         self._texts: list[str] = []
         self._size = 0  # message bytes so far, after decompression
         self._decoder: codecs.IncrementalDecoder | None = None
+        self._whole: Assembly | None = None  # the large one-frame message being read
 
     def feed(self, data: bytes, events: list[Event]) -> bool:
         """Parse ``data``, appending events; raise ``ProtocolError``.
@@ -84,6 +87,16 @@ class Reader:
         looks at the events only then.
         """
         buf = self._buf
+        if self._whole is not None and not buf:
+            # More of a large frame: straight from ``data``, not through ``buf``.
+            n = len(data)
+            if n > self._remaining:
+                n = self._remaining
+            with memoryview(data) as view, view[:n] as chunk:
+                self._put(chunk, events)
+            if n == len(data):
+                return False
+            data = data[n:]
         buf += data
         pos = 0
         controls = False
@@ -94,6 +107,13 @@ class Reader:
                     if used == 0:
                         break
                     pos += used
+                    if (
+                        self._opcode == 2
+                        and self._fin
+                        and not self._compressed
+                        and self._remaining >= _ASSEMBLE_MIN
+                    ):
+                        self._whole = Assembly(self._remaining)
                 avail = len(buf) - pos
                 remaining = self._remaining
                 if self._opcode >= 8:
@@ -108,6 +128,13 @@ class Reader:
                 if avail == 0 and remaining > 0:
                     break
                 n = remaining if avail >= remaining else avail
+                if self._whole is not None:
+                    with memoryview(buf) as view, view[pos : pos + n] as chunk:
+                        self._put(chunk, events)
+                    pos += n
+                    if self._remaining != _NO_FRAME:
+                        break
+                    continue
                 piece = self._take(buf, pos, n)
                 pos += n
                 self._data(piece, n == remaining, events)
@@ -218,6 +245,22 @@ class Reader:
             if mask is None:
                 return bytes(chunk)
             return apply_mask(chunk, _rotate(mask, self._offset))
+
+    def _put(self, chunk: memoryview, events: list[Event]) -> None:
+        """Copy the next payload bytes of a large one-frame binary message into
+        its assembly, unmasked; append the message once it is complete."""
+        whole = self._whole
+        assert whole is not None
+        n = len(chunk)
+        whole.put(chunk, self._mask)
+        self._offset += n
+        self._remaining -= n
+        if self._remaining == 0:
+            self._whole = None
+            self._remaining = _NO_FRAME
+            self._msg_opcode = 0
+            self._size = 0
+            events.append(whole.take())
 
     def _data(self, piece: bytes, frame_end: bool, events: list[Event]) -> None:
         """Take ``piece``, the next part of the current data frame's payload,
