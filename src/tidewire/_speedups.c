@@ -8,6 +8,43 @@
 #include <stdint.h>
 #include <string.h>
 
+/* XOR n bytes of in with the 4-byte mask m, starting at mask index phase, into out. */
+static void
+xor_mask_nogil(unsigned char *out, const unsigned char *in, Py_ssize_t n,
+               const unsigned char *m, Py_ssize_t phase)
+{
+    unsigned char r[4];
+    for (int k = 0; k < 4; k++)
+        r[k] = m[(phase + k) & 3];
+    uint32_t m32;
+    memcpy(&m32, r, 4);
+    uint64_t m64 = ((uint64_t)m32 << 32) | m32;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, in + i, 8);
+        w ^= m64;
+        memcpy(out + i, &w, 8);
+    }
+    for (; i < n; i++)
+        out[i] = in[i] ^ r[i & 3];
+}
+
+/* The same, called with the GIL held; it is released for large payloads, so
+ * that threads may mask in parallel. */
+static void
+xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n,
+         const unsigned char *m, Py_ssize_t phase)
+{
+    if (n >= 65536) {
+        Py_BEGIN_ALLOW_THREADS
+        xor_mask_nogil(out, in, n, m, phase);
+        Py_END_ALLOW_THREADS
+    } else {
+        xor_mask_nogil(out, in, n, m, phase);
+    }
+}
+
 /* apply_mask(data, mask) -> bytes: XOR data with the repeating 4-byte mask. */
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
@@ -26,57 +63,11 @@ apply_mask(PyObject *self, PyObject *args)
         goto done;
     const unsigned char *in = (const unsigned char *)data.buf;
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    const unsigned char *m = (const unsigned char *)mask.buf;
-    uint32_t m32;
-    memcpy(&m32, m, 4);
-    uint64_t m64 = ((uint64_t)m32 << 32) | m32;
-    Py_ssize_t i = 0;
-    /* Release the GIL for large payloads: threads may mask in parallel. */
-    if (n >= 65536) {
-        Py_BEGIN_ALLOW_THREADS
-        for (; i + 8 <= n; i += 8) {
-            uint64_t w;
-            memcpy(&w, in + i, 8);
-            w ^= m64;
-            memcpy(out + i, &w, 8);
-        }
-        Py_END_ALLOW_THREADS
-    } else {
-        for (; i + 8 <= n; i += 8) {
-            uint64_t w;
-            memcpy(&w, in + i, 8);
-            w ^= m64;
-            memcpy(out + i, &w, 8);
-        }
-    }
-    for (; i < n; i++)
-        out[i] = in[i] ^ m[i & 3];
+    xor_mask(out, in, n, (const unsigned char *)mask.buf, 0);
 done:
     PyBuffer_Release(&data);
     PyBuffer_Release(&mask);
     return result;
-}
-
-/* XOR n bytes of in with the 4-byte mask m, starting at mask index phase, into out. */
-static void
-xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n,
-         const unsigned char *m, Py_ssize_t phase)
-{
-    unsigned char r[4];
-    for (int k = 0; k < 4; k++)
-        r[k] = m[(phase + k) & 3];
-    uint32_t m32;
-    memcpy(&m32, r, 4);
-    uint64_t m64 = ((uint64_t)m32 << 32) | m32;
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, in + i, 8);
-        w ^= m64;
-        memcpy(out + i, &w, 8);
-    }
-    for (; i < n; i++)
-        out[i] = in[i] ^ r[i & 3];
 }
 
 /* Assembly(size): a message of known size, filled piece by piece in order, then
@@ -147,15 +138,7 @@ assembly_put(Assembly *self, PyObject *args)
             goto done;
         }
         const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(mask);
-        const unsigned char *in = (const unsigned char *)piece.buf;
-        Py_ssize_t phase = self->filled;
-        if (n >= 65536) {
-            Py_BEGIN_ALLOW_THREADS
-            xor_mask(out, in, n, m, phase);
-            Py_END_ALLOW_THREADS
-        } else {
-            xor_mask(out, in, n, m, phase);
-        }
+        xor_mask(out, (const unsigned char *)piece.buf, n, m, self->filled);
     }
     self->filled += n;
     result = Py_None;
