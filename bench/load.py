@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.procs import REPO, JsonLinesProcess
+from bench.procs import REPO, JsonLinesProcess, library_env
 from bench.settings import Settings
 
 LOADGEN = REPO / "bench" / "loadgen" / "loadgen"
@@ -28,8 +28,9 @@ def loadgen(
 
 def client(name: str, port: int, size: int, settings: Settings) -> JsonLinesProcess:
     """``python -m bench.clients.NAME_client``: echo of ``size`` bytes of text, 1 connection."""
-    argv = [sys.executable, "-m", f"bench.clients.{name}_client"]
+    module = {"tidewire-cb": "tidewire_cb", "tidewire-py": "tidewire"}.get(name, name)
+    argv = [sys.executable, "-m", f"bench.clients.{module}_client"]
     argv += ["--uri", f"ws://127.0.0.1:{port}/", "--size", str(size)]
     argv += ["--warmup", str(settings.warmup), "--duration", str(settings.duration)]
     argv += ["--loop", settings.loop]
-    return JsonLinesProcess(f"client-{name}", argv, settings.client_cpu)
+    return JsonLinesProcess(f"client-{name}", argv, settings.client_cpu, env=library_env(name))

@@ -118,18 +118,26 @@ class ProcessMeter:
             self.wait = (end[2] - self.begin[2]) / wall
 
 
+def library_env(name: str) -> dict[str, str] | None:
+    """The environment of a contender's process: the pure-Python twins for
+    "tidewire-py", else the harness's own."""
+    if name != "tidewire-py":
+        return None
+    return dict(os.environ, TIDEWIRE_NO_SPEEDUPS="1")
+
+
 class ServerProcess:
     """``python -m bench.servers.NAME_server``, pinned, until the ``with`` block ends."""
 
     def __init__(self, name: str, mode: str, compression: bool, settings: Settings) -> None:
-        module = "tidewire" if name == "tidewire-cb" else name
+        module = "tidewire" if name.startswith("tidewire") else name
         argv = [sys.executable, "-m", f"bench.servers.{module}_server"]
         argv += ["--mode", mode, "--loop", settings.loop]
         if name == "tidewire-cb":
             argv.append("--callback")
         if compression:
             argv.append("--compression")
-        self._spawn(name, argv, settings)
+        self._spawn(name, argv, settings, library_env(name))
 
     def _spawn(
         self,
@@ -358,13 +366,21 @@ class JsonLinesProcess:
     generator waits for that).
     """
 
-    def __init__(self, name: str, argv: list[str], cpu: int, hold_stdin: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        cpu: int,
+        hold_stdin: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = LOG_DIR / f"{name}.log"
         with log_file(name) as log:
             self.proc = subprocess.Popen(
                 pinned(cpu, argv),
                 cwd=REPO,
+                env=env,
                 stdin=subprocess.PIPE if hold_stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,

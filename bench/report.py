@@ -18,6 +18,7 @@ from bench.scenarios import (
     HUB_CHANNEL,
     HUB_OTHERS,
     LABELS,
+    NO_SPEEDUPS_RIVAL,
     OURS,
     Sample,
     Scenario,
@@ -246,9 +247,12 @@ def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
     peer = stats.best_peer(summaries, OURS, scenario.higher_is_better)
     for name in OURS:
         ours = summaries.get(name)
-        if ours and ours.median is not None and peer and peer.median is not None:
-            r = stats.ratio(ours.median, peer.median)
-            line = f"{LABELS[name]} / best other library ({peer.name}): **{fmt_ratio(r)}**"
+        # The pure-Python twins answer to websockets, the others to the best library.
+        rival = summaries.get(NO_SPEEDUPS_RIVAL) if name == "tidewire-py" else peer
+        if ours and ours.median is not None and rival and rival.median is not None:
+            r = stats.ratio(ours.median, rival.median)
+            against = rival.name if rival is not peer else f"best other library ({peer.name})"
+            line = f"{LABELS[name]} / {against}: **{fmt_ratio(r)}**"
             lines += [line + ("" if scenario.higher_is_better else ", lower is better"), ""]
     if any(s.load_cpu is not None and s.load_cpu > 0.8 for s in summaries.values()):
         lines += [
@@ -292,8 +296,10 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         "- How tidewire takes messages in: the \"tidewire\" row with `async for message in"
         " ws: await ws.send(message)`; the \"tidewire, on_message()\" row with"
         " `ws.on_message(ws.send_nowait)`, a callback called as each message is parsed (as"
-        " picows calls `on_ws_frame`). Fan-out and idle memory don't take messages in: one"
-        " row.",
+        " picows calls `on_ws_frame`); its client sends the next message from the callback."
+        " Fan-out and idle memory don't take messages in: no callback row there. The"
+        ' "tidewire, no speedups" row is the `async for` server (or client) with'
+        " `TIDEWIRE_NO_SPEEDUPS=1`: the pure-Python twins, compared with websockets.",
         "- Keepalive pings off everywhere. Max message size 16 MiB and listen backlog 1024"
         " everywhere.",
         '- Compression: off, except in the "compressed" scenarios (tidewire, websockets,'

@@ -27,13 +27,16 @@ from bench.procs import (
 )
 from bench.settings import Settings
 
-# tidewire twice where messages come in: the async API (``async for``) and the
-# callback one (``ws.on_message(ws.send_nowait)``), as picows' users write it.
-OURS = ("tidewire", "tidewire-cb")
+# tidewire's rows: the async API (``async for``); the callback one
+# (``ws.on_message(ws.send_nowait)``), as picows' users write it; and the async API
+# on the pure-Python twins (TIDEWIRE_NO_SPEEDUPS=1), which must still beat websockets.
+OURS = ("tidewire", "tidewire-cb", "tidewire-py")
 SERVERS = (*OURS, "picows", "websockets", "aiohttp", "rawtcp")
-OTHERS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp")  # no messages to take in
+# Where no messages come in (fan-out, idle memory), one way of taking them in is enough.
+OTHERS = ("tidewire", "tidewire-py", "picows", "websockets", "aiohttp", "rawtcp")
 COMPRESSING = (*OURS, "websockets", "aiohttp")
-CLIENTS = ("tidewire", "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
+CLIENTS = (*OURS, "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
+NO_SPEEDUPS_RIVAL = "websockets"  # what the pure-Python twins are held to
 LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this loop
 REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
 CLIENT_SERVER = "picows"  # the fixed server of the client scenario
@@ -48,6 +51,7 @@ HUB_CHANNEL = "ticker:bench"  # the default config's ticker namespace: anonymous
 LABELS = {
     "tidewire": "tidewire",
     "tidewire-cb": "tidewire, on_message()",
+    "tidewire-py": "tidewire, no speedups",
     "picows": "picows",
     "websockets": "websockets",
     "aiohttp": "aiohttp",
