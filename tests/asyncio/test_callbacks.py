@@ -253,8 +253,14 @@ async def test_client_callback_and_send_nowait_outside_a_callback() -> None:
             ws.on_message(got.put_nowait)
             ws.send_nowait("from a task")  # written at once: no callback is running
             ws.send_nowait(bytearray(b"bytes-like"))
+
+            class Name(str):
+                pass
+
+            ws.send_nowait(Name("a str subclass is text"))
             assert await within(got.get()) == "from a task"
             assert await within(got.get()) == b"bytes-like"
+            assert await within(got.get()) == "a str subclass is text"
             with pytest.raises(TypeError):
                 ws.send_nowait(42)  # type: ignore[arg-type]
             await ws.close()

@@ -369,7 +369,7 @@ class Connection(asyncio.Protocol):
         Raise ``ConnectionClosed`` once the connection is closing.
         """
         p = self.protocol
-        if type(message) is str:
+        if isinstance(message, str):
             p.send_text(message.encode())
         elif isinstance(message, _BYTES_LIKE):
             p.send_binary(bytes(message))
@@ -387,11 +387,8 @@ class Connection(asyncio.Protocol):
         one fragmented message, a frame per item. Wait while the socket's write
         buffer is above ``write_limit``.
         """
-        p = self.protocol
-        if isinstance(message, str):
-            p.send_text(message.encode())
-        elif isinstance(message, _BYTES_LIKE):
-            p.send_binary(bytes(message))
+        if isinstance(message, (str, *_BYTES_LIKE)):
+            self.send_nowait(message)
         elif isinstance(message, Iterable):
             await self._send_fragments(iter(message))
             return
@@ -400,7 +397,6 @@ class Connection(asyncio.Protocol):
             return
         else:
             raise TypeError(f"can't send {type(message).__name__}; use str or bytes")
-        self._flush()
         if self._write_paused:
             await self._wait_drain()
 
