@@ -45,6 +45,39 @@ def test_connect_sends_lines_and_prints_replies(echo_port: int) -> None:
     assert result.stdout.splitlines() == ["hello", "wörld"]
 
 
+@pytest.fixture
+def slow_echo_port() -> Iterator[int]:
+    """An echo server that answers each message 0.3 s late."""
+    import threading
+    import time
+
+    from tidewire.sync import ServerConnection, serve
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            time.sleep(0.3)
+            ws.send(message)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            yield server.port
+        finally:
+            server.shutdown()
+            thread.join()
+
+
+def test_connect_waits_for_late_replies_after_stdin_ends(slow_echo_port: int) -> None:
+    url = f"ws://127.0.0.1:{slow_echo_port}/"
+    result = run("connect", url, stdin="one\ntwo\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["one", "two"]
+    result = run("connect", "--linger", "0", url, stdin="one\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
 def test_connect_refused_is_one_clear_line() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

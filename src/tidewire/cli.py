@@ -53,7 +53,7 @@ async def run_echo(host: str, port: int) -> None:
         await server.serve_forever()
 
 
-async def run_connect(uri: str) -> int:
+async def run_connect(uri: str, linger: float = 1.0) -> int:
     try:
         ws = await tw.connect(uri, max_size=ECHO_MAX_SIZE)
     except InvalidURI as exc:
@@ -83,7 +83,12 @@ async def run_connect(uri: str) -> int:
     try:
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line or reader.done():
+            if reader.done():
+                break
+            if not line:
+                # Replies to the last lines may still be on their way: closing now
+                # would make the server drop them. Keep printing for a while.
+                await asyncio.wait([reader], timeout=linger)
                 break
             try:
                 await ws.send(line.rstrip("\n"))
@@ -188,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo.add_argument("--port", type=int, default=9001)
     conn = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
     conn.add_argument("uri")
+    conn.add_argument("--linger", type=float, default=1.0, metavar="SECONDS",
+                      help="after stdin ends, keep printing messages this long "
+                      "before closing (default 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -207,7 +215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       file=sys.stderr)
                 return 1
             return 0
-        return run(run_connect(args.uri))
+        if args.linger < 0:
+            parser.error("--linger must be 0 or more seconds")
+        return run(run_connect(args.uri, args.linger))
     except KeyboardInterrupt:
         return 130
 
