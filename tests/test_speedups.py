@@ -19,6 +19,20 @@ def test_compiled_speedups_are_in_use_unless_disabled() -> None:
         assert mask.apply_mask is _speedups.apply_mask
 
 
+def test_protocol_connections_use_the_compiled_base_unless_disabled() -> None:
+    from tidewire.protocol import ClientProtocol, ServerProtocol, connection
+
+    if os.environ.get("TIDEWIRE_NO_SPEEDUPS"):
+        expected = connection.ConnectionPy
+    else:
+        from tidewire.protocol import _connection_c
+
+        expected = _connection_c.Connection
+        assert expected is not connection.ConnectionPy
+    assert connection.Connection is expected
+    assert ServerProtocol.__mro__[1] is ClientProtocol.__mro__[1] is expected
+
+
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 4096, 65535, 65537])
 def test_apply_mask_matches_twin(size: int) -> None:
     rng = random.Random(size)

@@ -26,7 +26,6 @@ from .uri import WebSocketURI
 
 __all__ = ["ClientProtocol", "USER_AGENT"]
 
-_CONNECTING = State.CONNECTING  # read on every message: cheaper than the enum
 
 USER_AGENT: str = f"tidewire/{__version__}"
 MAX_ERROR_BODY = 1 << 16
@@ -51,8 +50,6 @@ class ClientProtocol(Connection):
         "_body_left",
     )
 
-    side = Side.CLIENT
-
     def __init__(
         self,
         uri: WebSocketURI,
@@ -64,7 +61,7 @@ class ClientProtocol(Connection):
         user_agent: str | None = USER_AGENT,
         max_size: int | None = DEFAULT_MAX_SIZE,
     ) -> None:
-        super().__init__(max_size=max_size, state=State.CONNECTING)
+        super().__init__(Side.CLIENT, max_size=max_size, state=State.CONNECTING)
         self.uri = uri
         self.origin = origin
         self.subprotocols = list(subprotocols or ())
@@ -102,10 +99,7 @@ class ClientProtocol(Connection):
     def send_request(self, request: Request) -> None:
         self._out.append(request.serialize())
 
-    def receive_data(self, data: bytes) -> None:
-        if self.state is not _CONNECTING:
-            Connection.receive_data(self, data)  # cheaper than super() on 3.11
-            return
+    def _receive_handshake(self, data: bytes) -> None:
         if self.handshake_exc is not None and self._refusal is None:
             return
         self._head += data
@@ -141,7 +135,7 @@ class ClientProtocol(Connection):
         if self._head:
             rest = bytes(self._head)
             self._head.clear()
-            super().receive_data(rest)
+            self.receive_data(rest)
 
     def _read_refusal_body(self) -> None:
         assert self._refusal is not None

@@ -25,7 +25,6 @@ handshake subclasses in ``client`` and ``server``.
 
 from __future__ import annotations
 
-import enum
 import os
 from typing import TYPE_CHECKING
 
@@ -50,6 +49,7 @@ from .frames import (
 )
 from .http import Request, Response
 from .mask import SPEEDUPS
+from .states import Side, State
 
 if TYPE_CHECKING or not SPEEDUPS:
     from .reader import Reader
@@ -65,20 +65,9 @@ _SPLIT_FRAMES_ABOVE = 1 << 16
 _OK_CODES = (CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS)
 
 
-class State(enum.Enum):
-    CONNECTING = 0
-    OPEN = 1
-    CLOSING = 2
-    CLOSED = 3
-
-
-class Side(enum.Enum):
-    SERVER = 0
-    CLIENT = 1
-
-
 # Enum members as module globals for the paths run on every message: reading
 # ``State.OPEN`` costs several times a global lookup on CPython 3.11.
+_CONNECTING = State.CONNECTING
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
@@ -91,6 +80,7 @@ class Connection:
     """One WebSocket connection, either side, once the handshake is done."""
 
     __slots__ = (
+        "side",
         "state",
         "max_size",
         "deflate",
@@ -108,20 +98,20 @@ class Connection:
         "_compress_fragments",
     )
 
-    side: Side
-
     def __init__(
         self,
+        side: Side,
         *,
         max_size: int | None = DEFAULT_MAX_SIZE,
         max_frame_size: int | None = None,
         state: State = State.OPEN,
     ) -> None:
+        self.side = side
         self.state = state
         self.max_size = max_size
         self.deflate: Deflate | None = None
         self.reader = Reader(
-            expect_mask=self.side is Side.SERVER,
+            expect_mask=side is Side.SERVER,
             max_size=max_size,
             max_frame_size=max_frame_size,
         )
@@ -142,6 +132,9 @@ class Connection:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the network. Then call ``events_received()``,
         ``data_to_send()`` and ``close_expected()``."""
+        if self.state is _CONNECTING:
+            self._receive_handshake(data)
+            return
         if (
             self._failed
             or self.close_rcvd is not None
@@ -162,6 +155,11 @@ class Connection:
             return
         if controls:
             self._handle(start)
+
+    def _receive_handshake(self, data: bytes) -> None:
+        """Bytes that come before the connection is open: the HTTP upgrade,
+        handled by the ``client`` and ``server`` subclasses."""
+        raise NotImplementedError
 
     def _handle(self, start: int) -> None:
         """React to the control frames among the events from ``start`` on."""
@@ -384,3 +382,11 @@ def _truncate(reason: str) -> str:
     if len(data) <= 123:
         return reason
     return data[:120].decode(errors="ignore") + "..."
+
+
+# The build compiles this very file with Cython as ``_connection_c`` (see
+# setup.py); this module then hands out the compiled class, and keeps the
+# pure-Python twin as ``ConnectionPy``.
+ConnectionPy = Connection
+if SPEEDUPS and not TYPE_CHECKING and __name__ == f"{__package__}.connection":
+    from ._connection_c import Connection  # type: ignore[assignment]  # noqa: F811

@@ -22,7 +22,6 @@ __all__ = ["ServerProtocol", "server_protocol_factory"]
 
 SERVER_HEADER: str = f"tidewire/{__version__}"
 
-_CONNECTING = State.CONNECTING  # read on every message: cheaper than the enum
 
 _REASONS = {
     101: "Switching Protocols",
@@ -68,8 +67,6 @@ class ServerProtocol(Connection):
         "_body_size",
     )
 
-    side = Side.SERVER
-
     def __init__(
         self,
         *,
@@ -81,7 +78,7 @@ class ServerProtocol(Connection):
         server_header: str | None = SERVER_HEADER,
         max_body: int = 0,
     ) -> None:
-        super().__init__(max_size=max_size, state=State.CONNECTING)
+        super().__init__(Side.SERVER, max_size=max_size, state=State.CONNECTING)
         self.max_body = max_body
         self._parsed: Request | None = None  # head read, body still coming
         self._body_size = 0
@@ -97,10 +94,7 @@ class ServerProtocol(Connection):
         self._head = bytearray()
         self._pending_deflate: Deflate | None = None
 
-    def receive_data(self, data: bytes) -> None:
-        if self.state is not _CONNECTING:
-            Connection.receive_data(self, data)  # cheaper than super() on 3.11
-            return
+    def _receive_handshake(self, data: bytes) -> None:
         if self.response is not None:
             return  # refused: the connection is closing
         self._head += data

@@ -1,0 +1,20 @@
+# C types for the compiled twin of connection.py (see setup.py): attributes in
+# the object's struct instead of slots looked up by name.
+
+cdef class Connection:
+    cdef readonly object side
+    cdef public object state
+    cdef public object max_size
+    cdef public object deflate
+    cdef public object reader
+    cdef public object close_rcvd
+    cdef public object close_sent
+    cdef public object close_rcvd_then_sent
+    cdef public object exc
+    cdef public bint defer_failures
+    cdef public object pending_failure
+    cdef public list _events
+    cdef public list _out
+    cdef public bint _failed
+    cdef public bint _sending_fragments
+    cdef public bint _compress_fragments
