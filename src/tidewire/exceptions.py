@@ -73,7 +73,9 @@ class ConnectionClosed(TidewireError):
         self.rcvd = rcvd
         self.sent = sent
         self.rcvd_then_sent = rcvd_then_sent
-        super().__init__(str(self))
+        # The message is made by __str__ when asked: a server that closes
+        # thousands of connections catches most of these unread.
+        super().__init__(rcvd, sent, rcvd_then_sent)
 
     def __str__(self) -> str:
         if self.rcvd is None and self.sent is None:

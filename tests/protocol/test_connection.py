@@ -70,6 +70,19 @@ def test_client_initiated_close_handshake(pair: Pair) -> None:
     assert pair.server.close_exc().rcvd_then_sent is True
 
 
+def test_connection_closed_reads_well_and_survives_pickling(pair: Pair) -> None:
+    import pickle
+
+    pair.client.send_close(1000, "bye")
+    pair.c2s()
+    pair.s2c()
+    exc = pair.client.close_exc()
+    assert str(exc) == "sent 1000 (OK) bye; then received 1000 (OK)"
+    copy = pickle.loads(pickle.dumps(exc))
+    assert type(copy) is ConnectionClosedOK and str(copy) == str(exc)
+    assert (copy.rcvd, copy.sent, copy.rcvd_then_sent) == (exc.rcvd, exc.sent, False)
+
+
 def test_server_initiated_close_with_error_code(pair: Pair) -> None:
     pair.server.send_close(4000, "custom")
     assert pair.s2c() == [Close(4000, "custom")]

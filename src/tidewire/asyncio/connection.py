@@ -121,12 +121,13 @@ class Connection(asyncio.Protocol):
                 timer.cancel()
         if self._keepalive is not None:
             self._keepalive.cancel()
-        closed = self.protocol.close_exc()
-        for waiter, _ in self._pings.values():
-            if not waiter.done():
-                waiter.set_exception(closed)
-                waiter.exception()  # nobody may be awaiting it
-        self._pings.clear()
+        if self._pings:
+            closed = self.protocol.close_exc()
+            for waiter, _ in self._pings.values():
+                if not waiter.done():
+                    waiter.set_exception(closed)
+                    waiter.exception()  # nobody may be awaiting it
+            self._pings.clear()
         self._wake_writers()
         if not self.closed.done():
             self.closed.set_result(None)

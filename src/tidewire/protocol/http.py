@@ -54,7 +54,8 @@ class Headers:
         if not isinstance(name, str):
             return False
         lname = name.lower()
-        return any(k.lower() == lname for k, _ in self._items)
+        n = len(name)
+        return any(len(k) == n and k.lower() == lname for k, _ in self._items)
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
@@ -68,13 +69,17 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
         lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        # Names are ASCII tokens, whose length lowercasing keeps: most names
+        # differ in length from the one looked for, and are never lowercased.
+        n = len(name)
+        return [v for k, v in self._items if len(k) == n and k.lower() == lname]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
         lname = name.lower()
+        n = len(name)
         for k, v in self._items:
-            if k.lower() == lname:
+            if len(k) == n and k.lower() == lname:
                 return v
         return default
 
