@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -47,6 +48,42 @@ def test_apply_mask_rejects_bad_key_length(bad: bytes) -> None:
     for fn in (mask.apply_mask, mask.apply_mask_py):
         with pytest.raises(ValueError):
             fn(b"data", bad)
+
+
+def copiers() -> list[Callable[..., bytes]]:
+    found: list[Callable[..., bytes]] = [mask.copy_unmasked_py]
+    if not os.environ.get("TIDEWIRE_NO_SPEEDUPS"):
+        from tidewire import _speedups
+
+        assert mask.copy_unmasked is _speedups.copy_unmasked
+        found.append(_speedups.copy_unmasked)
+    return found
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 7, 125, 4096, 70_000])
+@pytest.mark.parametrize("phase", [0, 1, 2, 3, 6])
+def test_copy_unmasked_is_a_slice_unmasked_from_the_phase(n: int, phase: int) -> None:
+    rng = random.Random(n * 10 + phase)
+    data = bytearray(rng.randbytes(n + 9))
+    key = rng.randbytes(4)
+    # Unmasking from the phase is unmasking a longer run and dropping its head.
+    padded = bytes(phase & 3) + bytes(data[5 : 5 + n])
+    expected = mask.apply_mask_py(padded, key)[phase & 3 :]
+    for copy in copiers():
+        assert copy(data, 5, n, key, phase) == expected, copy
+        assert copy(bytes(data), 5, n, None, phase) == bytes(data[5 : 5 + n])
+
+
+@pytest.mark.parametrize(
+    ("start", "n", "key"),
+    [(-1, 2, None), (0, -1, None), (8, 3, None), (0, 11, None), (0, 2, b"abc"), (0, 2, b"")],
+)
+def test_copy_unmasked_refuses_out_of_range_and_bad_keys(
+    start: int, n: int, key: bytes | None
+) -> None:
+    for copy in copiers():
+        with pytest.raises(ValueError):
+            copy(b"0123456789", start, n, key, 0)
 
 
 def readers() -> list[type]:

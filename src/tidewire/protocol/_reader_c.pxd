@@ -3,8 +3,6 @@
 
 cdef Py_ssize_t _NO_FRAME
 
-cdef bytes _rotate(bytes mask, Py_ssize_t offset)
-
 cdef class Reader:
     cdef public bint expect_mask
     cdef public object max_size

@@ -1,8 +1,8 @@
 """Masking (RFC 6455 section 5.3): XOR the payload with a repeating 4-byte key.
 
-``apply_mask`` and ``Assembly`` are the compiled versions from
-``tidewire._speedups`` unless ``TIDEWIRE_NO_SPEEDUPS=1`` is set;
-``apply_mask_py`` and ``AssemblyPy`` are their pure-Python twins.
+``apply_mask``, ``copy_unmasked`` and ``Assembly`` are the compiled versions
+from ``tidewire._speedups`` unless ``TIDEWIRE_NO_SPEEDUPS=1`` is set; the names
+ending in ``_py``/``Py`` are their pure-Python twins.
 """
 
 from __future__ import annotations
@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ["Assembly", "AssemblyPy", "apply_mask", "apply_mask_py", "SPEEDUPS"]
+__all__ = [
+    "Assembly",
+    "AssemblyPy",
+    "apply_mask",
+    "apply_mask_py",
+    "copy_unmasked",
+    "copy_unmasked_py",
+    "SPEEDUPS",
+]
 
 
 def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -26,6 +34,22 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     key = mask * q + mask[:r]
     x = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
     return x.to_bytes(n, "little")
+
+
+def copy_unmasked_py(
+    data: bytes | bytearray, start: int, n: int, mask: bytes | None, phase: int
+) -> bytes:
+    """``data[start:start + n]`` as bytes, unmasked with ``mask`` from the mask
+    byte at ``phase % 4``, or copied as it is when ``mask`` is ``None``."""
+    if mask is not None and len(mask) != 4:
+        raise ValueError("mask must be 4 bytes or None")
+    if start < 0 or n < 0 or n > len(data) - start:
+        raise ValueError("slice beyond the data")
+    piece = bytes(data[start : start + n])
+    if mask is None:
+        return piece
+    o = phase & 3
+    return apply_mask_py(piece, mask[o:] + mask[:o] if o else mask)
 
 
 class AssemblyPy:
@@ -80,6 +104,7 @@ SPEEDUPS = not os.environ.get("TIDEWIRE_NO_SPEEDUPS")
 
 if TYPE_CHECKING or not SPEEDUPS:
     apply_mask = apply_mask_py
+    copy_unmasked = copy_unmasked_py
     Assembly = AssemblyPy
 else:
-    from .._speedups import Assembly, apply_mask
+    from .._speedups import Assembly, apply_mask, copy_unmasked

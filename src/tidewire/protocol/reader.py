@@ -21,7 +21,7 @@ import codecs
 from ..exceptions import InvalidUTF8, PayloadTooBig, ProtocolError
 from .deflate import Deflate
 from .frames import Close, Ping, Pong, parse_close
-from .mask import Assembly, apply_mask
+from .mask import Assembly, apply_mask, copy_unmasked
 
 __all__ = ["Reader", "Event"]
 
@@ -33,11 +33,6 @@ _new_decoder = codecs.getincrementaldecoder("utf-8")
 _NO_FRAME = -1
 # A binary message in one frame at least this long is assembled in place.
 _ASSEMBLE_MIN = 1 << 16
-
-
-def _rotate(mask: bytes, offset: int) -> bytes:
-    o = offset & 3
-    return mask[o:] + mask[:o] if o else mask
 
 
 class Reader:
@@ -217,7 +212,7 @@ class Reader:
             )
         self._opcode = opcode
         self._fin = fin
-        self._mask = bytes(buf[pos + size - 4 : pos + size]) if masked else None
+        self._mask = copy_unmasked(buf, pos + size - 4, 4, None, 0) if masked else None
         self._remaining = length
         self._offset = 0
         return size
@@ -234,17 +229,7 @@ class Reader:
 
     def _take(self, buf: bytearray, pos: int, n: int) -> bytes:
         """Copy ``n`` payload bytes at ``pos`` out of ``buf``, unmasked."""
-        mask = self._mask
-        if n < 4096:
-            piece = bytes(buf[pos : pos + n])
-            if mask is not None and n:
-                piece = apply_mask(piece, _rotate(mask, self._offset))
-            return piece
-        # Large payloads are copied once, straight from the buffer.
-        with memoryview(buf) as view, view[pos : pos + n] as chunk:
-            if mask is None:
-                return bytes(chunk)
-            return apply_mask(chunk, _rotate(mask, self._offset))
+        return copy_unmasked(buf, pos, n, self._mask, self._offset)
 
     def _put(self, chunk: memoryview, events: list[Event]) -> None:
         """Copy the next payload bytes of a large one-frame binary message into
