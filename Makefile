@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 LOADGEN := bench/loadgen/loadgen
 
-.PHONY: test serve lint typecheck unit compliance clean bench
+.PHONY: test serve lint typecheck unit compliance clean bench instructions
 
 # Compiled twins are rebuilt when their sources change.
 $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
@@ -48,6 +48,12 @@ test: $(STAMP)
 # smoke run; BENCH_ARGS passes options, e.g. BENCH_ARGS="--only echo-64 --reps 5".
 bench: $(BENCH_STAMP) $(LOADGEN)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# `make instructions`: the echo path's cost in instructions per message, counted
+# by valgrind in-process (bench/instructions.py): steadier than any socket rate.
+instructions: $(BENCH_STAMP)
+	@command -v valgrind >/dev/null || { apt-get update && apt-get install -y valgrind; }
+	$(BIN)/python -m bench.instructions
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
