@@ -24,6 +24,7 @@ __all__ = ["Connection", "Data", "MessageCallback"]
 Data = str | bytes
 MessageCallback = Callable[[Data], object]
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+_DATA_TYPES = (str, *_BYTES_LIKE)  # what send() takes as one message
 _OPEN = proto.State.OPEN  # read on every message: cheaper than the enum on 3.11
 
 
@@ -388,7 +389,7 @@ class Connection(asyncio.Protocol):
         one fragmented message, a frame per item. Wait while the socket's write
         buffer is above ``write_limit``.
         """
-        if isinstance(message, (str, *_BYTES_LIKE)):
+        if isinstance(message, _DATA_TYPES):
             self.send_nowait(message)
         elif isinstance(message, Iterable):
             await self._send_fragments(iter(message))
@@ -407,7 +408,7 @@ class Connection(asyncio.Protocol):
             return
         text = isinstance(items[0], str)
         for item in items:
-            if isinstance(item, str) is not text or not isinstance(item, (str, *_BYTES_LIKE)):
+            if isinstance(item, str) is not text or not isinstance(item, _DATA_TYPES):
                 raise TypeError("fragments must all be str or all be bytes-like")
         for i, item in enumerate(items):
             data = item.encode() if isinstance(item, str) else bytes(item)
@@ -429,7 +430,7 @@ class Connection(asyncio.Protocol):
                 nxt: Data | None = await anext(iterator)
             except StopAsyncIteration:
                 nxt = None
-            if not isinstance(current, (str, *_BYTES_LIKE)) or isinstance(current, str) is not text:
+            if not isinstance(current, _DATA_TYPES) or isinstance(current, str) is not text:
                 # The message can't be finished cleanly: fail the connection.
                 self.protocol.fail(CloseCode.INTERNAL_ERROR, "bad fragment type")
                 self._process()
