@@ -51,11 +51,7 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        lname = name.lower()
-        n = len(name)
-        return any(len(k) == n and k.lower() == lname for k, _ in self._items)
+        return isinstance(name, str) and bool(self.get_all(name))
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
@@ -76,12 +72,8 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
-        lname = name.lower()
-        n = len(name)
-        for k, v in self._items:
-            if len(k) == n and k.lower() == lname:
-                return v
-        return default
+        values = self.get_all(name)
+        return values[0] if values else default
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)

@@ -37,7 +37,7 @@ def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
 
 
 def copy_unmasked_py(
-    data: bytes | bytearray, start: int, n: int, mask: bytes | None, phase: int
+    data: bytes | bytearray | memoryview, start: int, n: int, mask: bytes | None, phase: int
 ) -> bytes:
     """``data[start:start + n]`` as bytes, unmasked with ``mask`` from the mask
     byte at ``phase % 4``, or copied as it is when ``mask`` is ``None``."""
@@ -80,13 +80,7 @@ class AssemblyPy:
         n = len(piece)
         if n > self.size - self._filled:
             raise ValueError("piece beyond the message's size")
-        if mask is not None:
-            if len(mask) != 4:
-                raise ValueError("mask must be 4 bytes")
-            o = self._filled & 3
-            pieces.append(apply_mask_py(piece, mask[o:] + mask[:o]))
-        else:
-            pieces.append(bytes(piece))
+        pieces.append(copy_unmasked_py(piece, 0, n, mask, self._filled))
         self._filled += n
 
     def take(self) -> bytes:
