@@ -43,6 +43,18 @@ def test_apply_mask_matches_twin(size: int) -> None:
     assert mask.apply_mask(bytearray(data), key) == mask.apply_mask_py(memoryview(data), key)
 
 
+@pytest.mark.parametrize("size", [1, 2047, 2048, 2049, 4099])
+def test_pure_mask_is_a_bytewise_xor(size: int) -> None:
+    # The twin switches from one integer XOR to table lookups at 2 KiB.
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    key = rng.randbytes(4)
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    assert mask.apply_mask_py(data, key) == expected
+    assert mask.apply_mask_py(memoryview(bytearray(data)), key) == expected
+    assert mask.copy_unmasked_py(b"ab" + data, 2, size, key, 0) == expected
+
+
 @pytest.mark.parametrize("bad", [b"", b"abc", b"abcde"])
 def test_apply_mask_rejects_bad_key_length(bad: bytes) -> None:
     for fn in (mask.apply_mask, mask.apply_mask_py):

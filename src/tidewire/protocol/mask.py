@@ -23,17 +23,10 @@ __all__ = [
 
 def apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """Mask or unmask ``data`` with the 4-byte ``mask``; the operation is its own
-    inverse. Works on whole-number operations so that CPython does the loop in C.
-    """
+    inverse."""
     if len(mask) != 4:
         raise ValueError("mask must be 4 bytes")
-    n = len(data)
-    if n == 0:
-        return b""
-    q, r = divmod(n, 4)
-    key = mask * q + mask[:r]
-    x = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
-    return x.to_bytes(n, "little")
+    return _xor(data, mask)
 
 
 def copy_unmasked_py(
@@ -45,11 +38,38 @@ def copy_unmasked_py(
         raise ValueError("mask must be 4 bytes or None")
     if start < 0 or n < 0 or n > len(data) - start:
         raise ValueError("slice beyond the data")
-    piece = bytes(data[start : start + n])
     if mask is None:
-        return piece
+        return bytes(data[start : start + n])
     o = phase & 3
-    return apply_mask_py(piece, mask[o:] + mask[:o] if o else mask)
+    with memoryview(data) as view, view[start : start + n] as piece:
+        return _xor(piece, mask[o:] + mask[:o] if o else mask)
+
+
+_TRANSLATE_FROM = 2048  # bytes; below this, one big-integer XOR is faster
+_tables: list[bytes | None] = [None] * 256  # _tables[k]: every byte XOR k
+
+
+def _xor(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """``data`` XOR the repeated ``mask``, with loops that CPython runs in C."""
+    n = len(data)
+    if n < _TRANSLATE_FROM:
+        if n == 0:
+            return b""
+        q, r = divmod(n, 4)
+        x = int.from_bytes(data, "little") ^ int.from_bytes(mask * q + mask[:r], "little")
+        return x.to_bytes(n, "little")
+    # Every 4th byte is XORed with the same key byte: a table lookup.
+    out = bytearray(data)
+    for i in range(4):
+        out[i::4] = out[i::4].translate(_table(mask[i]))
+    return bytes(out)
+
+
+def _table(k: int) -> bytes:
+    table = _tables[k]
+    if table is None:
+        table = _tables[k] = bytes(b ^ k for b in range(256))
+    return table
 
 
 class AssemblyPy:
