@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, cast
 
 from .. import protocol as proto
@@ -317,23 +317,22 @@ class Connection(asyncio.Protocol):
         """
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the on_message() callback")
-        try:
-            return await self.messages.get()
-        except EOFError:
-            raise self.protocol.close_exc() from self.protocol.exc
+        return await self.messages.get(self._closed_error)
 
-    async def __aiter__(self) -> AsyncIterator[Data]:
+    def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages until a normal closure; re-raise any other."""
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the on_message() callback")
-        get = self.messages.get
-        try:
-            while True:
-                yield await get()
-        except EOFError:
-            exc = self.protocol.close_exc()
-            if not isinstance(exc, ConnectionClosedOK):
-                raise exc from self.protocol.exc
+        return _Messages(self.messages.get, self._end_of_iteration)
+
+    def _closed_error(self) -> ConnectionClosed:
+        exc = self.protocol.close_exc()
+        exc.__cause__ = self.protocol.exc
+        return exc
+
+    def _end_of_iteration(self) -> BaseException:
+        exc = self._closed_error()
+        return StopAsyncIteration() if isinstance(exc, ConnectionClosedOK) else exc
 
     def on_message(self, callback: MessageCallback | None) -> None:
         """Hand every message to ``callback(message)`` as soon as it is parsed,
@@ -577,3 +576,23 @@ class Connection(asyncio.Protocol):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} {self.protocol.state.name}>"
 
+
+class _Messages:
+    """``async for`` over a connection. A step is one ``MessageQueue.get()``
+    awaited as it is: no generator frame between it and the loop."""
+
+    __slots__ = ("_get", "_end")
+
+    def __init__(
+        self,
+        get: Callable[[Callable[[], BaseException]], Awaitable[Data]],
+        end: Callable[[], BaseException],
+    ) -> None:
+        self._get = get
+        self._end = end
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    def __anext__(self) -> Awaitable[Data]:
+        return self._get(self._end)

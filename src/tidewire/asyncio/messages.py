@@ -90,8 +90,8 @@ class MessageQueue:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def get(self) -> str | bytes:
-        """The next message; raise ``EOFError`` once closed and drained."""
+    async def get(self, end: Callable[[], BaseException]) -> str | bytes:
+        """The next message; raise ``end()`` once closed and drained."""
         queue = self._queue
         if self._head == len(queue):
             if self._waiter is not None:
@@ -102,7 +102,7 @@ class MessageQueue:
                 self.drained()  # may close the queue
             while self._head == len(queue):
                 if self.closed:
-                    raise EOFError
+                    raise end()
                 waiter = self._waiter = asyncio.get_running_loop().create_future()
                 try:
                     await waiter
