@@ -376,8 +376,10 @@ class Connection(asyncio.Protocol):
             p.send_binary(bytes(message))
         else:
             raise TypeError(f"can't send {type(message).__name__}; use str or bytes")
-        if not self._delivering:
-            self._flush()  # else the callback's caller writes it all at once
+        if not self._delivering:  # else the callback's caller writes it all at once
+            out = p.data_to_send()  # what _flush() does, without its call
+            if out:
+                self._write(out)
 
     async def send(
         self, message: Data | Iterable[Data] | AsyncIterable[Data]
