@@ -181,3 +181,20 @@ def test_large_binary_frames_in_random_chunks(seed: int, masked: bool) -> None:
             reader.feed(stream[pos : pos + n], events)
             pos += n
         assert events == messages, cls
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_reader_takes_any_bytes_like_chunk(wrap: Callable[[bytes], object]) -> None:
+    """Small frames and a ping cut every 3 bytes, fed as bytes, bytearray or
+    memoryview: each twin keeps what is left of a frame between calls."""
+    from tidewire.protocol.frames import Ping, build_frame
+
+    key = b"\x0f\xf0\x3c\xc3"
+    stream = (build_frame(1, "héllo".encode(), mask=key) + build_frame(9, b"hi", mask=key)
+              + build_frame(2, bytes(300), mask=key))
+    for cls in readers():
+        reader = cls(expect_mask=True, max_size=None)
+        events: list[object] = []
+        for pos in range(0, len(stream), 3):
+            reader.feed(wrap(stream[pos : pos + 3]), events)  # type: ignore[arg-type]
+        assert events == ["héllo", Ping(b"hi"), bytes(300)], cls

@@ -1,6 +1,8 @@
 # C types for the compiled twin of reader.py (see setup.py): same source,
 # compiled by Cython in pure-Python mode under the name _reader_c.
 
+cimport cython
+
 cdef Py_ssize_t _NO_FRAME
 
 cdef class Reader:
@@ -8,7 +10,7 @@ cdef class Reader:
     cdef public object max_size
     cdef public object max_frame_size
     cdef public object deflate
-    cdef bytearray _buf
+    cdef bytes _buf
     cdef Py_ssize_t _remaining
     cdef int _opcode
     cdef bint _fin
@@ -22,9 +24,10 @@ cdef class Reader:
     cdef object _decoder
     cdef object _whole
 
+    @cython.locals(buf=bytes, pos=Py_ssize_t)
     cpdef bint feed(self, data, list events) except? -1
-    cdef Py_ssize_t _read_header(self, bytearray buf, Py_ssize_t pos) except -1
-    cdef bytes _take(self, bytearray buf, Py_ssize_t pos, Py_ssize_t n)
+    cdef Py_ssize_t _read_header(self, bytes buf, Py_ssize_t pos) except -1
+    cdef bytes _take(self, bytes buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)
     cdef _put(self, chunk, list events)
     cdef _data(self, bytes piece, bint frame_end, list events)

@@ -59,7 +59,7 @@ class Reader:
             max_frame_size = max_size + max_size // 64 + 1024
         self.max_frame_size = max_frame_size
         self.deflate = deflate
-        self._buf = bytearray()
+        self._buf = b""  # bytes of the next frame that came before the rest
         # Frame being read; _remaining is _NO_FRAME between frames.
         self._remaining = _NO_FRAME
         self._opcode = 0
@@ -81,9 +81,14 @@ class Reader:
         Return whether a control frame was among them, so that the caller
         looks at the events only then.
         """
+        if type(data) is not bytes:
+            data = bytes(data)
         buf = self._buf
-        if self._whole is not None and not buf:
-            # More of a large frame: straight from ``data``, not through ``buf``.
+        if buf:
+            # The start of a header or of a control frame waits: a few bytes.
+            buf += data
+        elif self._whole is not None:
+            # More of a large frame: straight into its assembly.
             n = len(data)
             if n > self._remaining:
                 n = self._remaining
@@ -91,8 +96,9 @@ class Reader:
                 self._put(chunk, events)
             if n == len(data):
                 return False
-            data = data[n:]
-        buf += data
+            buf = data[n:]
+        else:
+            buf = data  # the common case: parsed where it is, no copy
         pos = 0
         controls = False
         try:
@@ -136,10 +142,12 @@ class Reader:
                 if self._remaining != _NO_FRAME:
                     break
         finally:
-            del buf[:pos]
+            # What is left is at most a header and a control frame's payload:
+            # data frames are consumed as far as they came.
+            self._buf = buf[pos:] if pos < len(buf) else b""
         return controls
 
-    def _read_header(self, buf: bytearray, pos: int) -> int:
+    def _read_header(self, buf: bytes, pos: int) -> int:
         """Parse a frame header at ``pos``; return its size, 0 if incomplete."""
         avail = len(buf) - pos
         if avail < 2:
@@ -227,7 +235,7 @@ class Reader:
         else:
             events.append(parse_close(payload))
 
-    def _take(self, buf: bytearray, pos: int, n: int) -> bytes:
+    def _take(self, buf: bytes, pos: int, n: int) -> bytes:
         """Copy ``n`` payload bytes at ``pos`` out of ``buf``, unmasked."""
         return copy_unmasked(buf, pos, n, self._mask, self._offset)
 
