@@ -1,12 +1,14 @@
 # C types for the compiled twin of connection.py (see setup.py): attributes in
 # the object's struct instead of slots looked up by name.
 
+from ._reader_c cimport Reader as _CReader  # feed() called through its C table
+
 cdef class Connection:
     cdef readonly object side
     cdef public object state
     cdef public object max_size
     cdef public object deflate
-    cdef public object reader
+    cdef public _CReader reader
     cdef public object close_rcvd
     cdef public object close_sent
     cdef public object close_rcvd_then_sent
