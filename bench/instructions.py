@@ -8,7 +8,9 @@ system calls, so what is counted is the library and the event loop. Each of
 ``--conns`` connections is fed one masked 64 B text frame at a time and its
 answer is checked before the next frame goes in. valgrind counts the whole
 process twice, with two numbers of messages; the difference over the extra
-messages is the cost of one, start-up excluded.
+messages is the cost of one, start-up excluded. ``connect`` counts whole
+connections instead, 16 at a time: handshake, one echo, the closing handshake
+started by the peer, and the end of the handler.
 
     python -m bench.instructions [--conns 64] [--loop uvloop] [--mode MODE ...]
 """
@@ -30,6 +32,7 @@ from tidewire.protocol.frames import Opcode, build_frame
 MODES = {
     "async-for": "async for message in ws: await ws.send(message)",
     "on-message": "ws.on_message(ws.send_nowait)",
+    "connect": "per connection: handshake, one echo with async for, close",
 }
 PAYLOAD = b"x" * 64
 HANDSHAKE = (
@@ -121,6 +124,38 @@ async def drive(mode: str, conns: int, messages: int) -> None:
         raise SystemExit("a connection answered something else than the echo")
 
 
+async def drive_connect(conns: int, total: int) -> None:
+    """Open ``conns`` connections at a time; each does the handshake, one echo
+    and the closing handshake started by the peer, until ``total`` closed."""
+    answered: list[Any] = []
+    server = await tidewire.serve(echo, "127.0.0.1", 0, ping_interval=None, compression=None)
+    frame = build_frame(Opcode.TEXT, PAYLOAD, mask=b"\x01\x02\x03\x04")
+    close = build_frame(Opcode.CLOSE, b"\x03\xe8", mask=b"\x01\x02\x03\x04")
+    expected = build_frame(Opcode.TEXT, PAYLOAD)
+    done = 0
+    while done < total:
+        batch = []
+        for _ in range(conns):
+            conn = server._make_connection()
+            transport = FakeTransport(conn, answered)
+            conn.connection_made(transport)
+            conn.data_received(HANDSHAKE)
+            batch.append(transport)
+        for step, data in ((b"HTTP/1.1 101", frame), (expected, close)):
+            while len(answered) < conns:
+                await asyncio.sleep(0)
+            answered.clear()
+            if any(not t.last.startswith(step) for t in batch):
+                raise SystemExit(f"a connection didn't answer {step!r}")
+            for t in batch:
+                t.conn.data_received(data)
+        await asyncio.gather(*(t.conn.handler_task for t in batch))
+        if any(not t.closing or t.conn.close_code != 1000 for t in batch):
+            raise SystemExit("a connection didn't close cleanly")
+        answered.clear()
+        done += conns
+
+
 def count(mode: str, conns: int, loop: str, messages: int) -> int:
     """Instructions of a whole run of ``messages`` messages, start-up included."""
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -145,6 +180,9 @@ def main() -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if args.run == "connect":
+        asyncio.run(drive_connect(16, args.messages // 10))
+        return 0
     if args.run:
         asyncio.run(drive(args.run, args.conns, args.messages))
         return 0
@@ -153,13 +191,16 @@ def main() -> int:
               "does it)", file=sys.stderr)
         return 1
     speedups = "off" if os.environ.get("TIDEWIRE_NO_SPEEDUPS") else "on"
-    print(f"tidewire {tidewire.__version__}, {args.loop}, {args.conns} connections, "
-          f"speedups {speedups}; instructions per echoed 64 B text message:")
+    print(f"tidewire {tidewire.__version__}, {args.loop}, {args.conns} connections "
+          f"(16 at a time for connect), speedups {speedups}; instructions per echoed "
+          "64 B text message, or per connection:")
     small, large = args.messages, 3 * args.messages
     for mode in args.mode or list(MODES):
-        per_message = (count(mode, args.conns, args.loop, large)
-                       - count(mode, args.conns, args.loop, small)) / (large - small)
-        print(f"  {mode:<11} {per_message:>9,.0f}   ({MODES[mode]})")
+        # connect opens a tenth as many connections as the others echo messages.
+        units = (large - small) // (10 if mode == "connect" else 1)
+        each = (count(mode, args.conns, args.loop, large)
+                - count(mode, args.conns, args.loop, small)) / units
+        print(f"  {mode:<11} {each:>9,.0f}   ({MODES[mode]})")
     return 0
 
 
