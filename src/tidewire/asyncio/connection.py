@@ -527,12 +527,16 @@ class Connection(asyncio.Protocol):
     async def _wait_socket_closed(self) -> None:
         if self.closed.done():
             return
+        # A timer, not wait_for(): that costs a task, a future and a timer per
+        # connection, and this runs at the end of every handler.
+        timer = None
+        if self.close_timeout is not None and self.transport is not None:
+            timer = self.loop.call_later(self.close_timeout, self.transport.abort)
         try:
-            await asyncio.wait_for(asyncio.shield(self.closed), self.close_timeout)
-        except asyncio.TimeoutError:
-            if self.transport is not None:
-                self.transport.abort()
             await asyncio.shield(self.closed)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, however that happens."""
