@@ -181,7 +181,8 @@ class ClientProtocol(Connection):
             raise InvalidHeader("Upgrade", f"expected websocket, got {upgrade!r}")
         if "upgrade" not in (t.lower() for t in split_tokens(h.get_all("Connection"))):
             raise InvalidHeader("Connection", "missing the Upgrade token")
-        if single(h, "Sec-WebSocket-Accept") != accept_key(self.key):
+        accept = single(h.get_all("Sec-WebSocket-Accept"), "Sec-WebSocket-Accept")
+        if accept != accept_key(self.key):
             raise InvalidHeader("Sec-WebSocket-Accept", "doesn't match our key")
         extensions = parse_extensions(h.get_all("Sec-WebSocket-Extensions"))
         if extensions:

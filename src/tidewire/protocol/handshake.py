@@ -8,7 +8,6 @@ import hashlib
 import os
 
 from ..exceptions import InvalidHeader
-from .http import Headers
 
 __all__ = ["GUID", "generate_key", "accept_key", "check_key", "split_tokens", "single"]
 
@@ -43,9 +42,9 @@ def split_tokens(values: list[str]) -> list[str]:
     return [t.strip() for v in values for t in v.split(",") if t.strip()]
 
 
-def single(headers: Headers, name: str, *, missing_status: int = 400) -> str:
-    """The one value of ``name``; raise ``InvalidHeader`` if absent or repeated."""
-    values = headers.get_all(name)
+def single(values: list[str], name: str, *, missing_status: int = 400) -> str:
+    """The one value among ``values``, those of the field ``name``; raise
+    ``InvalidHeader`` if there is none or more than one."""
     if not values:
         raise InvalidHeader(name, "missing", missing_status)
     if len(values) > 1:

@@ -39,13 +39,10 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ?([\x09\x20-\x7e\x80-\xff]*
 class Headers:
     """HTTP header fields: case-insensitive names, order and repeats kept."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
-        # Lowercased name -> values, built at the first lookup after a change:
-        # a handshake looks up about eight names in the same request.
-        self._index: dict[str, list[str]] | None = None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -64,22 +61,28 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        self._index = None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in order."""
-        index = self._index
-        if index is None:
-            index = self._index = {}
-            for k, v in self._items:
-                key = k.lower()
-                values = index.get(key)
-                if values is None:
-                    index[key] = [v]
-                else:
-                    values.append(v)
-        values = index.get(name.lower())
-        return [] if values is None else values.copy()
+        lname = name.lower()
+        # Names are ASCII tokens, whose length lowercasing keeps: most names
+        # differ in length from the one looked for, and are never lowercased.
+        n = len(name)
+        return [v for k, v in self._items if len(k) == n and k.lower() == lname]
+
+    def grouped(self) -> dict[str, list[str]]:
+        """Every value by lowercased name, in order: one pass over the fields
+        for code that looks up many names. Not kept: a request lives as long
+        as its connection, and an index would cost an idle one 1 KiB."""
+        groups: dict[str, list[str]] = {}
+        for k, v in self._items:
+            key = k.lower()
+            values = groups.get(key)
+            if values is None:
+                groups[key] = [v]
+            else:
+                values.append(v)
+        return groups
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name``, or ``default``."""
@@ -95,12 +98,11 @@ class Headers:
     def __setitem__(self, name: str, value: str) -> None:
         """Replace every value of ``name`` with ``value``."""
         del self[name]
-        self.add(name, value)
+        self._items.append((name, value))
 
     def __delitem__(self, name: str) -> None:
         lname = name.lower()
         self._items = [(k, v) for k, v in self._items if k.lower() != lname]
-        self._index = None
 
     def serialize(self) -> bytes:
         return b"".join(f"{k}: {v}\r\n".encode() for k, v in self._items)

@@ -154,28 +154,28 @@ class ServerProtocol(Connection):
             raise InvalidMessage(
                 f"method {request.method[:20]} not allowed; the upgrade is a GET", 405
             )
-        h = request.headers
-        upgrade = h.get_all("Upgrade")
+        h = request.headers.grouped()  # about eight lookups follow
+        upgrade = h.get("upgrade") or []
         if not upgrade:
             raise InvalidHeader("Upgrade", "missing; this is a WebSocket endpoint", 426)
         if len(upgrade) > 1:
             raise InvalidHeader("Upgrade", "more than one")
         if "websocket" not in (t.lower() for t in split_tokens(upgrade)):
             raise InvalidHeader("Upgrade", f"{upgrade[0][:40]!r} isn't websocket", 426)
-        connection = h.get_all("Connection")
+        connection = h.get("connection") or []
         if len(connection) > 1:
             raise InvalidHeader("Connection", "more than one")
         if "upgrade" not in (t.lower() for t in split_tokens(connection)):
             raise InvalidHeader("Connection", "missing the Upgrade token", 426)
-        key = single(h, "Sec-WebSocket-Key")
+        key = single(h.get("sec-websocket-key") or [], "Sec-WebSocket-Key")
         check_key(key)
-        version = single(h, "Sec-WebSocket-Version")
+        version = single(h.get("sec-websocket-version") or [], "Sec-WebSocket-Version")
         if version != "13":
             raise InvalidHeader("Sec-WebSocket-Version", f"{version[:20]!r} isn't 13", 426)
-        if "Host" not in h:
+        if "host" not in h:
             raise InvalidHeader("Host", "missing")
         if self.origins is not None:
-            origin = h.get_all("Origin")
+            origin = h.get("origin") or []
             if len(origin) > 1:
                 raise InvalidHeader("Origin", "more than one")
             value = origin[0] if origin else None
@@ -186,13 +186,13 @@ class ServerProtocol(Connection):
         out.add("Connection", "Upgrade")
         out.add("Sec-WebSocket-Accept", accept_key(key))
         if self.compression is not None:
-            offers = parse_extensions(h.get_all("Sec-WebSocket-Extensions"))
+            offers = parse_extensions(h.get("sec-websocket-extensions") or [])
             accepted = server_accept(self.compression, offers)
             if accepted is not None:
                 value, codec = accepted
                 out.add("Sec-WebSocket-Extensions", value)
                 self._pending_deflate = codec
-        offered = split_tokens(h.get_all("Sec-WebSocket-Protocol"))
+        offered = split_tokens(h.get("sec-websocket-protocol") or [])
         if offered:
             self.subprotocol = self._choose(offered)
             if self.subprotocol is not None:
