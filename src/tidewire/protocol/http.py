@@ -33,6 +33,8 @@ MAX_HEADERS = 128  # number of header fields
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
+# A whole header line: a token, a colon, then a value (stripped after).
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\x09\x20-\x7e\x80-\xff]*)")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
 
 
@@ -180,19 +182,26 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     for line in lines:
         if len(line) > MAX_LINE:
             raise InvalidMessage(f"a header line is longer than {MAX_LINE} bytes", 431)
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise InvalidMessage(f"header line without a colon: {_show(line)}")
-        if not _TOKEN.fullmatch(name):
-            raise InvalidMessage(f"invalid header name: {_show(name)}")
+        field = _FIELD.fullmatch(line)
+        if field is None:
+            raise _invalid_field(line)
+        name, value = field.groups()
         value = value.strip(b" \t")
-        if not _VALUE.fullmatch(value):
-            raise InvalidMessage(f"invalid value in header {name.decode()}")
         # Interned: every connection shares one copy of "Host", "websocket"...
         # and an idle connection keeps its request for its whole life.
         text = value.decode("latin-1")
         headers.add(sys.intern(name.decode()), sys.intern(text) if len(text) <= 64 else text)
     return headers
+
+
+def _invalid_field(line: bytes) -> InvalidMessage:
+    """What is wrong with a header line that ``_FIELD`` doesn't match."""
+    name, sep, _ = line.partition(b":")
+    if not sep:
+        return InvalidMessage(f"header line without a colon: {_show(line)}")
+    if not _TOKEN.fullmatch(name):
+        return InvalidMessage(f"invalid header name: {_show(name)}")
+    return InvalidMessage(f"invalid value in header {name.decode()}")
 
 
 def _show(data: bytes) -> str:
