@@ -134,14 +134,14 @@ async def test_broadcasts_of_one_turn_go_out_in_one_write(
     await h.wait_for(1)
     (conn,) = h.connections
     writes: list[int] = []  # frames handed to the transport, per write
-    flush = Connection._flush
+    write = Connection._write
 
-    def counted_flush(self: Connection) -> None:
-        if self is conn and self.protocol._out:
-            writes.append(len(self.protocol._out))
-        flush(self)
+    def counted_write(self: Connection, out: list[bytes]) -> None:
+        if self is conn:
+            writes.append(len(out))
+        write(self, out)
 
-    monkeypatch.setattr(Connection, "_flush", counted_flush)
+    monkeypatch.setattr(Connection, "_write", counted_write)
     for i in range(10):
         assert tidewire.broadcast(h.connections, f"message {i}") == 1
     assert writes == []  # nothing yet: the frames wait for the end of the turn
