@@ -41,8 +41,7 @@ def copy_unmasked_py(
     if mask is None:
         return bytes(data[start : start + n])
     o = phase & 3
-    with memoryview(data) as view, view[start : start + n] as piece:
-        return _xor(piece, mask[o:] + mask[:o] if o else mask)
+    return _xor(data[start : start + n], mask[o:] + mask[:o] if o else mask)
 
 
 _TRANSLATE_FROM = 2048  # bytes; below this, one big-integer XOR is faster
