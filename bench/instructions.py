@@ -80,6 +80,15 @@ class FakeTransport:
         pass
 
 
+def open_fake(server: Any, answered: list[Any]) -> FakeTransport:
+    """A server connection on a fake transport, its upgrade request received."""
+    conn = server._make_connection()
+    transport = FakeTransport(conn, answered)
+    conn.connection_made(transport)
+    conn.data_received(HANDSHAKE)
+    return transport
+
+
 async def echo(ws: tidewire.ServerConnection) -> None:
     async for message in ws:
         await ws.send(message)
@@ -97,13 +106,7 @@ async def drive(mode: str, conns: int, messages: int) -> None:
     # handshake. asyncio.run() cancels the handlers instead.
     server = await tidewire.serve(handler, "127.0.0.1", 0, ping_interval=None,
                                   compression=None)
-    transports = []
-    for _ in range(conns):
-        conn = server._make_connection()
-        transport = FakeTransport(conn, answered)
-        conn.connection_made(transport)
-        conn.data_received(HANDSHAKE)
-        transports.append(transport)
+    transports = [open_fake(server, answered) for _ in range(conns)]
     await asyncio.sleep(0.01)  # the handshakes are answered, handlers started
     if any(not t.last.startswith(b"HTTP/1.1 101") for t in transports):
         raise SystemExit("the fake connections didn't open")
@@ -134,13 +137,7 @@ async def drive_connect(conns: int, total: int) -> None:
     expected = build_frame(Opcode.TEXT, PAYLOAD)
     done = 0
     while done < total:
-        batch = []
-        for _ in range(conns):
-            conn = server._make_connection()
-            transport = FakeTransport(conn, answered)
-            conn.connection_made(transport)
-            conn.data_received(HANDSHAKE)
-            batch.append(transport)
+        batch = [open_fake(server, answered) for _ in range(conns)]
         for step, data in ((b"HTTP/1.1 101", frame), (expected, close)):
             while len(answered) < conns:
                 await asyncio.sleep(0)
