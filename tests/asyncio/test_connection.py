@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -11,6 +12,7 @@ import pytest
 import tidewire
 from tests.conftest import timeout
 from tidewire import ConnectionClosedError, ConnectionClosedOK, Response, ServerConnection
+from tidewire.asyncio.connection import Connection
 from tidewire.exceptions import ConcurrencyError, InvalidStatus, InvalidURI
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -293,3 +295,33 @@ async def test_message_over_max_size_closes_with_1009() -> None:
             with pytest.raises(ConnectionClosedError) as info:
                 await within(ws.recv())
             assert info.value.code == 1009
+
+
+async def echo_callback(ws: ServerConnection) -> None:
+    ws.on_message(ws.send_nowait)
+    await ws.wait_closed()
+
+
+@pytest.mark.parametrize("handler", [echo, echo_callback])
+async def test_closed_connections_are_freed_without_the_garbage_collector(
+    handler: Handler,
+) -> None:
+    # A reference cycle would keep every closed connection, with its request
+    # and buffers, until the collector runs: memory and time on busy servers.
+    gc.collect()
+    gc.disable()
+    try:
+        async with tidewire.serve(handler, "127.0.0.1", 0) as srv:
+            for _ in range(3):
+                async with tidewire.connect(url(srv)) as ws:
+                    await ws.send("x")
+                    assert await within(ws.recv()) == "x"
+            del ws
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage if isinstance(o, Connection)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

@@ -117,11 +117,18 @@ class Connection(asyncio.Protocol):
         if exc is not None and self.protocol.exc is None:
             self.protocol.exc = exc
         self.messages.close()
+        # No message can come any more. Callbacks often hold the connection
+        # (on_message(ws.send_nowait)): dropping them lets refcounting free it.
+        self.messages.detach()
+        self._on_message = None
         for timer in (self._close_timer, self._fail_timer):
             if timer is not None:
                 timer.cancel()
         if self._keepalive is not None:
+            # Dropped, not only cancelled: its CancelledError would hold the
+            # loop's frame, and so this connection, in a reference cycle.
             self._keepalive.cancel()
+            self._keepalive = None
         if self._pings:
             closed = self.protocol.close_exc()
             for waiter, _ in self._pings.values():
@@ -347,7 +354,7 @@ class Connection(asyncio.Protocol):
         slowed down by TCP. If the callback raises, the error is logged and the
         connection closes with 1011. A server handler that sets a callback
         should then ``await ws.wait_closed()``: the connection closes when the
-        handler returns.
+        handler returns. The callback is dropped once the connection is lost.
         """
         if callback is not None and self.messages.waiting:
             raise ConcurrencyError("a coroutine is waiting in recv(); can't set a callback")
@@ -550,7 +557,7 @@ class Connection(asyncio.Protocol):
     # Keepalive.
 
     def start_keepalive(self) -> None:
-        if self.ping_interval is not None and self._keepalive is None:
+        if self.ping_interval is not None and self._keepalive is None and not self._sock_closed:
             self._keepalive = self.loop.create_task(self._keepalive_loop())
 
     async def _keepalive_loop(self) -> None:

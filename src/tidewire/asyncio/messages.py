@@ -90,6 +90,12 @@ class MessageQueue:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def detach(self) -> None:
+        """The transport is gone: drop the flow-control callbacks, which hold
+        the connection, so that it is freed without waiting for the garbage
+        collector."""
+        self._pause = self._resume = _nothing
+
     async def get(self, end: Callable[[], BaseException]) -> str | bytes:
         """The next message; raise ``end()`` once closed and drained."""
         queue = self._queue
@@ -122,3 +128,7 @@ class MessageQueue:
             self._paused = False
             self._resume()
         return message
+
+
+def _nothing() -> None:
+    pass
