@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 import tidewire
+from tests.asyncio.rawclient import RawClient
 from tests.conftest import timeout
 from tidewire import ConnectionClosedError, ConnectionClosedOK, Response, ServerConnection
 from tidewire.asyncio.connection import Connection
@@ -295,6 +296,24 @@ async def test_message_over_max_size_closes_with_1009() -> None:
             with pytest.raises(ConnectionClosedError) as info:
                 await within(ws.recv())
             assert info.value.code == 1009
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_peer_that_never_answers_the_close_is_dropped(fails: bool) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        if fails:
+            raise RuntimeError("the handler's bug")
+
+    async with tidewire.serve(handler, "127.0.0.1", 0, close_timeout=0.3) as srv:
+        raw = await RawClient.connect(srv.port)
+        await raw.handshake()
+        frame = await raw.read_frame()
+        assert frame.close_code_reason() == (1011 if fails else 1000, "")
+        start = asyncio.get_running_loop().time()
+        await raw.expect_eof()  # no close frame back: the server gives up
+        assert asyncio.get_running_loop().time() - start >= 0.25
+        await raw.close()
+        assert srv.connections == set()
 
 
 async def echo_callback(ws: ServerConnection) -> None:

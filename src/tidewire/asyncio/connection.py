@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from typing import Any, cast
 
 from .. import protocol as proto
-from ..exceptions import ConcurrencyError, ConnectionClosed, ConnectionClosedOK
+from ..exceptions import ConcurrencyError, ConnectionClosed
 from ..protocol.frames import CloseCode, Pong
 from .messages import MessageQueue
 
@@ -338,8 +338,7 @@ class Connection(asyncio.Protocol):
         return exc
 
     def _end_of_iteration(self) -> BaseException:
-        exc = self._closed_error()
-        return StopAsyncIteration() if isinstance(exc, ConnectionClosedOK) else exc
+        return StopAsyncIteration() if self.protocol.closed_ok() else self._closed_error()
 
     def on_message(self, callback: MessageCallback | None) -> None:
         """Hand every message to ``callback(message)`` as soon as it is parsed,
@@ -523,27 +522,25 @@ class Connection(asyncio.Protocol):
 
         Give up waiting for the peer after ``close_timeout`` and drop the socket.
         """
-        try:
-            self.protocol.send_close(code, reason)
-        except ConnectionClosed:
-            pass  # closing already
-        else:
-            self._process()
-        await self._wait_socket_closed()
-
-    async def _wait_socket_closed(self) -> None:
-        if self.closed.done():
-            return
-        # A timer, not wait_for(): that costs a task, a future and a timer per
-        # connection, and this runs at the end of every handler.
-        timer = None
-        if self.close_timeout is not None and self.transport is not None:
-            timer = self.loop.call_later(self.close_timeout, self.transport.abort)
-        try:
+        self._start_close(code, reason)
+        if not self.closed.done():
             await asyncio.shield(self.closed)
-        finally:
-            if timer is not None:
-                timer.cancel()
+
+    def _start_close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Send a close frame unless one was sent, and make sure the socket
+        is dropped after ``close_timeout`` if the peer doesn't finish."""
+        if self.protocol.state is proto.State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._process()
+        # A timer, not wait_for(): that costs a task, a future and a timer per
+        # connection, and a server closes at the end of every handler.
+        if (
+            self._close_timer is None
+            and self.close_timeout is not None
+            and self.transport is not None
+            and not self._sock_closed
+        ):
+            self._close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, however that happens."""

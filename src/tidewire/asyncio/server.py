@@ -122,9 +122,10 @@ class ServerConnection(Connection):
             pass
         except Exception:
             logger.error("connection handler failed", exc_info=True)
-            if self.protocol.state is proto.State.OPEN:
-                await self.close(CloseCode.INTERNAL_ERROR)
-        await self.close()
+            self._start_close(CloseCode.INTERNAL_ERROR)
+        # Not awaited: connection_lost() does the rest, and a close timer
+        # drops a peer that doesn't answer. Server.close() waits for sockets.
+        self._start_close()
 
     def respond(self, status: int, text: str) -> Response:
         """A plain-text HTTP response, for ``process_request`` to refuse with."""

@@ -332,20 +332,21 @@ class Connection:
 
     # Outcome.
 
-    def close_exc(self) -> ConnectionClosed:
-        """The exception that tells the user how the connection closed."""
+    def closed_ok(self) -> bool:
+        """True once a close frame went each way, each with 1000, 1001 or no
+        code: the closure that ``close_exc()`` reports as ``ConnectionClosedOK``."""
         rcvd, sent = self.close_rcvd, self.close_sent
-        cls: type[ConnectionClosed]
-        if (
+        return (
             rcvd is not None
             and sent is not None
             and rcvd.code in _OK_CODES
             and sent.code in _OK_CODES
-        ):
-            cls = ConnectionClosedOK
-        else:
-            cls = ConnectionClosedError
-        exc = cls(rcvd, sent, self.close_rcvd_then_sent)
+        )
+
+    def close_exc(self) -> ConnectionClosed:
+        """The exception that tells the user how the connection closed."""
+        cls = ConnectionClosedOK if self.closed_ok() else ConnectionClosedError
+        exc = cls(self.close_rcvd, self.close_sent, self.close_rcvd_then_sent)
         exc.__cause__ = self.exc
         return exc
 
