@@ -42,6 +42,22 @@ def test_grouped_gives_every_value_by_lowercased_name() -> None:
     assert h.get_all("host") == ["a"]
 
 
+def test_header_values_lose_surrounding_whitespace_only() -> None:
+    parsed = parse_request(
+        b"GET / HTTP/1.1\r\nA:x\r\nB: \t two  words\t \r\nC:\r\nD: a:b: c\r\n"
+        b"E: caf\xe9\r\nb: again\r\n\r\n"
+    )
+    assert parsed is not None
+    assert list(parsed[0].headers) == [
+        ("A", "x"),
+        ("B", "two  words"),
+        ("C", ""),
+        ("D", "a:b: c"),
+        ("E", "caf\u00e9"),  # obs-text is kept, one char per byte
+        ("b", "again"),
+    ]
+
+
 @pytest.mark.parametrize(
     "data, status, message",
     [
@@ -56,6 +72,9 @@ def test_grouped_gives_every_value_by_lowercased_name() -> None:
         (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400, "invalid header name"),
         (b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400, "invalid value"),
         (b"GET / HTTP/1.1\r\n folded: x\r\n\r\n", 400, "invalid header name"),
+        (b"GET / HTTP/1.1\r\nA: 1\r\nB C: 2\r\nD: 3\r\n\r\n", 400, "invalid header name"),
+        (b"GET / HTTP/1.1\r\nA: 1\r\nX: a\rb\r\n\r\n", 400, "invalid value in header X"),
+        (b"GET / HTTP/1.1\r\nA: 1\r\nX: a\nb\r\n\r\n", 400, "invalid value in header X"),
     ],
 )
 def test_bad_request_gets_status_and_reason(data: bytes, status: int, message: str) -> None:

@@ -35,6 +35,11 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
 # A whole header line: a token, a colon, then a value (stripped after).
 _FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\x09\x20-\x7e\x80-\xff]*)")
+# The same, on a block of lines decoded as latin-1 (one char per byte).
+_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_RAW_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
+_FIELDS = re.compile(f"(?:{_NAME}:{_RAW_VALUE}\r\n)*{_NAME}:{_RAW_VALUE}")  # no groups: fast
+_FIELD_TEXT = re.compile(f"({_NAME}):({_RAW_VALUE})")
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
 
 
@@ -107,7 +112,7 @@ class Headers:
         self._items = [(k, v) for k, v in self._items if k.lower() != lname]
 
     def serialize(self) -> bytes:
-        return b"".join(f"{k}: {v}\r\n".encode() for k, v in self._items)
+        return "".join([f"{k}: {v}\r\n" for k, v in self._items]).encode()
 
 
 @dataclass
@@ -178,20 +183,25 @@ def _split_head(buf: bytearray | bytes, first_line_status: int) -> tuple[
 def _parse_headers(lines: list[bytes]) -> Headers:
     if len(lines) > MAX_HEADERS:
         raise InvalidMessage(f"more than {MAX_HEADERS} header fields", 431)
-    headers = Headers()
-    for line in lines:
-        if len(line) > MAX_LINE:
-            raise InvalidMessage(f"a header line is longer than {MAX_LINE} bytes", 431)
-        field = _FIELD.fullmatch(line)
-        if field is None:
-            raise _invalid_field(line)
-        name, value = field.groups()
-        value = value.strip(b" \t")
+    if not lines:
+        return Headers()
+    if max(map(len, lines)) > MAX_LINE:
+        raise InvalidMessage(f"a header line is longer than {MAX_LINE} bytes", 431)
+    # Two passes of the regular expression engine over the whole block, in C,
+    # instead of a dozen Python steps per line.
+    block = b"\r\n".join(lines).decode("latin-1")
+    if _FIELDS.fullmatch(block) is None:
+        for line in lines:
+            if _FIELD.fullmatch(line) is None:
+                raise _invalid_field(line)
+    intern = sys.intern
+    items = []
+    for name, value in _FIELD_TEXT.findall(block):
+        value = value.strip(" \t")
         # Interned: every connection shares one copy of "Host", "websocket"...
         # and an idle connection keeps its request for its whole life.
-        text = value.decode("latin-1")
-        headers.add(sys.intern(name.decode()), sys.intern(text) if len(text) <= 64 else text)
-    return headers
+        items.append((intern(name), intern(value) if len(value) <= 64 else value))
+    return Headers(items)
 
 
 def _invalid_field(line: bytes) -> InvalidMessage:
