@@ -40,6 +40,11 @@ _REASONS = {
 }
 
 
+_WEBSOCKET = ["websocket"]
+_UPGRADE = ["Upgrade"]
+_NONE: list[str] = []
+
+
 class ServerProtocol(Connection):
     """Server side of a connection, from the first byte of the request.
 
@@ -156,17 +161,19 @@ class ServerProtocol(Connection):
             )
         h = request.headers.grouped()  # about eight lookups follow
         upgrade = h.get("upgrade") or []
-        if not upgrade:
-            raise InvalidHeader("Upgrade", "missing; this is a WebSocket endpoint", 426)
-        if len(upgrade) > 1:
-            raise InvalidHeader("Upgrade", "more than one")
-        if "websocket" not in (t.lower() for t in split_tokens(upgrade)):
-            raise InvalidHeader("Upgrade", f"{upgrade[0][:40]!r} isn't websocket", 426)
+        if upgrade != _WEBSOCKET:  # what every client sends skips the token rules
+            if not upgrade:
+                raise InvalidHeader("Upgrade", "missing; this is a WebSocket endpoint", 426)
+            if len(upgrade) > 1:
+                raise InvalidHeader("Upgrade", "more than one")
+            if "websocket" not in (t.lower() for t in split_tokens(upgrade)):
+                raise InvalidHeader("Upgrade", f"{upgrade[0][:40]!r} isn't websocket", 426)
         connection = h.get("connection") or []
-        if len(connection) > 1:
-            raise InvalidHeader("Connection", "more than one")
-        if "upgrade" not in (t.lower() for t in split_tokens(connection)):
-            raise InvalidHeader("Connection", "missing the Upgrade token", 426)
+        if connection != _UPGRADE:
+            if len(connection) > 1:
+                raise InvalidHeader("Connection", "more than one")
+            if "upgrade" not in (t.lower() for t in split_tokens(connection)):
+                raise InvalidHeader("Connection", "missing the Upgrade token", 426)
         key = single(h.get("sec-websocket-key") or [], "Sec-WebSocket-Key")
         check_key(key)
         version = single(h.get("sec-websocket-version") or [], "Sec-WebSocket-Version")
@@ -181,10 +188,13 @@ class ServerProtocol(Connection):
             value = origin[0] if origin else None
             if value not in self.origins:
                 raise InvalidHeader("Origin", f"{value!r} not allowed", 403)
-        out = Headers()
-        out.add("Upgrade", "websocket")
-        out.add("Connection", "Upgrade")
-        out.add("Sec-WebSocket-Accept", accept_key(key))
+        out = Headers(
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(key)),
+            ]
+        )
         if self.compression is not None:
             offers = parse_extensions(h.get("sec-websocket-extensions") or [])
             accepted = server_accept(self.compression, offers)
@@ -192,7 +202,7 @@ class ServerProtocol(Connection):
                 value, codec = accepted
                 out.add("Sec-WebSocket-Extensions", value)
                 self._pending_deflate = codec
-        offered = split_tokens(h.get("sec-websocket-protocol") or [])
+        offered = split_tokens(h.get("sec-websocket-protocol") or _NONE)
         if offered:
             self.subprotocol = self._choose(offered)
             if self.subprotocol is not None:
