@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 import tidewire
-from tests.asyncio.rawclient import RawClient
+from tests.asyncio.rawclient import RawClient, build_frame
 from tests.conftest import timeout
 from tidewire import ConnectionClosedError, ConnectionClosedOK, Response, ServerConnection
 from tidewire.asyncio.connection import Connection
@@ -266,6 +266,34 @@ async def test_keepalive_timeout_closes_with_1011() -> None:
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+async def test_keepalive_pings_an_idle_peer_again_after_each_pong() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with tidewire.serve(handler, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=1) as srv:
+        raw = await RawClient.connect(srv.port)
+        await raw.handshake()
+        for _ in range(3):
+            ping = await raw.read_frame()
+            assert ping.opcode == 0x9 and len(ping.payload) == 4
+            await raw.write(build_frame(0xA, ping.payload))
+        (conn,) = srv.connections
+        assert conn.state is tidewire.State.OPEN
+        await raw.close()
+
+
+async def test_keepalive_leaves_a_busy_peer_alone() -> None:
+    async with tidewire.serve(echo, "127.0.0.1", 0, ping_interval=0.3, ping_timeout=1) as srv:
+        raw = await RawClient.connect(srv.port)
+        await raw.handshake()
+        for i in range(15):  # a message every 30 ms or so, for longer than 300 ms
+            await raw.write(build_frame(0x1, str(i).encode()))
+            frame = await raw.read_frame()
+            assert (frame.opcode, frame.payload) == (0x1, str(i).encode())
+            await asyncio.sleep(0.03)
+        await raw.close()
 
 
 async def test_client_open_timeout() -> None:
