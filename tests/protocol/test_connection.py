@@ -181,6 +181,17 @@ def test_client_frames_are_masked_and_server_frames_are_not(pair: Pair) -> None:
     assert not wire(pair.server)[1] & 0x80
 
 
+def test_every_client_frame_gets_a_fresh_masking_key(pair: Pair) -> None:
+    keys = []
+    for i in range(300):  # several draws of keys ahead
+        pair.client.send_binary(b"%d" % i)
+        frame = wire(pair.client)
+        keys.append(frame[2:6])  # after a 2-byte header: payloads are small
+        pair.server.receive_data(frame)
+    assert len(set(keys)) == len(keys)
+    assert pair.server.events_received() == [b"%d" % i for i in range(300)]
+
+
 def test_deferred_failure_lets_earlier_messages_be_answered(pair: Pair) -> None:
     pair.server.defer_failures = True
     good = build_frame(Opcode.TEXT, b"first", mask=MASK)

@@ -20,3 +20,5 @@ cdef class Connection:
     cdef public bint _failed
     cdef public bint _sending_fragments
     cdef public bint _compress_fragments
+    cdef bytes _masks
+    cdef Py_ssize_t _mask_at
