@@ -33,9 +33,8 @@ MAX_HEADERS = 128  # number of header fields
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*")
-# A whole header line: a token, a colon, then a value (stripped after).
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\x09\x20-\x7e\x80-\xff]*)")
-# The same, on a block of lines decoded as latin-1 (one char per byte).
+# Header lines decoded as latin-1 (one char per byte): a token, a colon, then
+# a value (stripped after).
 _NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _RAW_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
 _FIELDS = re.compile(f"(?:{_NAME}:{_RAW_VALUE}\r\n)*{_NAME}:{_RAW_VALUE}")  # no groups: fast
@@ -192,7 +191,7 @@ def _parse_headers(lines: list[bytes]) -> Headers:
     block = b"\r\n".join(lines).decode("latin-1")
     if _FIELDS.fullmatch(block) is None:
         for line in lines:
-            if _FIELD.fullmatch(line) is None:
+            if _FIELD_TEXT.fullmatch(line.decode("latin-1")) is None:
                 raise _invalid_field(line)
     intern = sys.intern
     items = []
@@ -205,7 +204,7 @@ def _parse_headers(lines: list[bytes]) -> Headers:
 
 
 def _invalid_field(line: bytes) -> InvalidMessage:
-    """What is wrong with a header line that ``_FIELD`` doesn't match."""
+    """What is wrong with a header line that ``_FIELD_TEXT`` doesn't match."""
     name, sep, _ = line.partition(b":")
     if not sep:
         return InvalidMessage(f"header line without a colon: {_show(line)}")
