@@ -124,6 +124,33 @@ async def test_server_close_sends_1001_to_every_client(server: tidewire.Server) 
         assert info.value.code == 1001
 
 
+async def test_server_close_waits_for_handlers_whose_client_left() -> None:
+    # A handler that cleans up after its client closed (say, with a database
+    # or a broker) must finish before wait_closed() returns: the caller closes
+    # those resources next.
+    cleaning = asyncio.Event()
+    go_on = asyncio.Event()
+    done: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+        cleaning.set()
+        await go_on.wait()
+        done.append("cleaned up")
+
+    async with tidewire.serve(handler, "127.0.0.1", 0) as srv:
+        ws = await tidewire.connect(url(srv))
+        await ws.close()
+        await within(cleaning.wait())
+        assert srv.connections == set()
+        srv.close()
+        closing = asyncio.ensure_future(srv.wait_closed())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        go_on.set()
+        await within(closing)
+        assert done == ["cleaned up"]
+
 async def test_process_request_can_refuse_and_answer() -> None:
     def check(ws: ServerConnection, request: tidewire.Request) -> Response | None:
         if request.path == "/healthz":

@@ -82,7 +82,7 @@ class ServerConnection(Connection):
             # Nothing to wait for: answer now, without a task.
             self._respond(self.protocol.accept(event))
         else:
-            self.loop.create_task(self._handshake(event))
+            self.server._track(self.loop.create_task(self._handshake(event)))
 
     async def _handshake(self, request: Request) -> None:
         server = self.server
@@ -114,6 +114,7 @@ class ServerConnection(Connection):
         if response.status == 101:
             self.start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
+            self.server._track(self.handler_task)
 
     async def _run_handler(self) -> None:
         try:
@@ -164,9 +165,15 @@ class Server:
         self._protocol_factory = protocol_factory
         self._connection_options = connection_options
         self._connections: set[ServerConnection] = set()
+        # Handlers and handshake hooks still running, their socket closed or not.
+        self._tasks: set[asyncio.Task[None]] = set()
         self.server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(self, self._protocol_factory(), **self._connection_options)
@@ -209,14 +216,16 @@ class Server:
                 if c.transport is not None and c.state is proto.State.CONNECTING:
                     c.transport.close()
         await asyncio.gather(*(c.wait_closed() for c in conns))
-        tasks = [c.handler_task for c in conns if c.handler_task is not None]
-        if tasks:
-            await asyncio.wait(tasks)
+        # Also the handlers of connections closed earlier, still cleaning up.
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
         if self.server is not None:
             await self.server.wait_closed()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
+        """Wait until ``close()`` is done: every socket closed and every
+        handler returned, also those whose client left earlier."""
         await asyncio.shield(self._closed)
 
     async def serve_forever(self) -> None:
