@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import jwt
 import pytest
 
-from tidewire.hub import Hub
+from tidewire.hub import ClientInfo, Hub, MemoryBroker
 
-from .conftest import MakeHub
+from .conftest import MakeHub, config
 from .helpers import API_KEY, SECRET, Client, ReplyError, expiring, token, within
 
 
@@ -436,3 +437,36 @@ async def test_hub_refuses_websockets_from_other_origins(make_hub: MakeHub) -> N
     assert info.value.response.status == 403
     ws = await within(tidewire.connect(url, origin="http://good.example"))
     await ws.close()
+
+
+class SlowToForget(MemoryBroker):
+    """A memory broker whose presence removal takes a while, as a remote one can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.removed: list[tuple[str, bool]] = []  # (client, was the broker closed?)
+
+    async def presence_remove(self, channel: str, client: ClientInfo, *, notify: bool) -> None:
+        await asyncio.sleep(0.05)
+        await super().presence_remove(channel, client, notify=notify)
+        self.removed.append((client.client, self.closed))
+
+    async def close(self) -> None:
+        self.closed = True
+        await super().close()
+
+
+async def test_hub_close_waits_for_sessions_to_leave_before_closing_the_broker() -> None:
+    # The client leaves, and the hub closes while its session is still
+    # taking it out of presence: that must finish on an open broker.
+    broker = SlowToForget()
+    hub = Hub(config(), broker=broker)
+    await hub.start()
+    try:
+        client = await Client.open(hub)
+        await client.request("subscribe", channel="chat:bye")
+        await client.close()
+    finally:
+        await within(hub.close())
+    assert broker.removed == [(client.connected["client"], False)]
