@@ -322,7 +322,7 @@ class Connection(asyncio.Protocol):
         """
         if self._on_message is not None:
             raise ConcurrencyError("messages go to the on_message() callback")
-        return await self.messages.get(self._closed_error)
+        return await self.messages.get(self.protocol.close_exc)
 
     def __aiter__(self) -> AsyncIterator[Data]:
         """Iterate over messages until a normal closure; re-raise any other."""
@@ -330,13 +330,9 @@ class Connection(asyncio.Protocol):
             raise ConcurrencyError("messages go to the on_message() callback")
         return _Messages(self.messages.get, self._end_of_iteration)
 
-    def _closed_error(self) -> ConnectionClosed:
-        exc = self.protocol.close_exc()
-        exc.__cause__ = self.protocol.exc
-        return exc
-
     def _end_of_iteration(self) -> BaseException:
-        return StopAsyncIteration() if self.protocol.closed_ok() else self._closed_error()
+        p = self.protocol
+        return StopAsyncIteration() if p.closed_ok() else p.close_exc()
 
     def on_message(self, callback: MessageCallback | None) -> None:
         """Hand every message to ``callback(message)`` as soon as it is parsed,
