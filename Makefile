@@ -50,10 +50,12 @@ bench: $(BENCH_STAMP) $(LOADGEN)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # `make instructions`: the echo path's cost in instructions per message, counted
-# by valgrind in-process (bench/instructions.py): steadier than any socket rate.
-instructions: $(BENCH_STAMP)
+# by valgrind in-process (bench/instructions.py), then every library's server on
+# real sockets (bench/userspace.py): steadier than any socket rate.
+instructions: $(BENCH_STAMP) $(LOADGEN)
 	@command -v valgrind >/dev/null || { apt-get update && apt-get install -y valgrind; }
 	$(BIN)/python -m bench.instructions
+	$(BIN)/python -m bench.userspace
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

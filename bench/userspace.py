@@ -1,0 +1,129 @@
+"""User-space instructions per echoed message in each benchmark server, on real
+sockets: ``make instructions`` runs it after ``bench.instructions``.
+
+``bench.instructions`` counts tidewire alone, on fake transports. This counts
+every server of the benchmark the same way, so that libraries can be compared
+without the noise of a shared machine: each server runs under callgrind with
+the C load generator (64 B text, 64 connections, one message in flight each)
+outside it. Counters are zeroed after a warm-up and dumped after the measured
+run; the instructions over the messages echoed meanwhile is the figure. What
+runs in the kernel (the reads, writes and epoll of every message) isn't
+counted: it is about the same for all of them, and it is most of the time.
+
+    python -m bench.userspace [--only NAME ...] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.load import LOADGEN
+from bench.procs import REPO, library_env
+from bench.scenarios import LABELS, LIMIT, SERVERS
+
+PEER = "picows"
+
+
+def server_argv(name: str, out: Path) -> list[str]:
+    module = "tidewire" if name.startswith("tidewire") else name
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p",
+            sys.executable, "-m", f"bench.servers.{module}_server",
+            "--mode", "echo", "--loop", "uvloop"]
+    return argv + (["--callback"] if name == "tidewire-cb" else [])
+
+
+def control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], capture_output=True, check=True)
+
+
+def echo(port: int, raw: bool, seconds: float, server: int) -> int:
+    """Run the load generator, counting only its measured window: the number
+    of messages echoed then."""
+    # Four handshakes at a time: under valgrind, 64 at once outlast the
+    # load generator's 5 s limit on an opening.
+    argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", "64", "--size", "64",
+            "--inflight", "4", "--warmup", "5", "--duration", str(seconds)]
+    argv += ["--raw"] if raw else []
+    gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert gen.stdout is not None
+    result = {}
+    for line in gen.stdout:
+        result = json.loads(line)
+        if result.get("event") == "measuring":
+            control("-z", server)  # zero the counters: handshakes and warm-up are out
+        elif result.get("event") == "measured":
+            control("-d", server)
+    gen.wait()
+    if gen.returncode != 0 or result.get("opened") != 64 or result.get("errors"):
+        raise SystemExit(f"the load generator failed ({gen.returncode}): {result}")
+    return int(result["messages"])
+
+
+def count(name: str, seconds: float) -> tuple[int, int]:
+    """(instructions, messages) of one measured run of server ``name``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        proc = subprocess.Popen(server_argv(name, out), cwd=REPO, env=library_env(name),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 120)
+            line = proc.stdout.readline() if ready else ""
+            if not line.startswith("LISTENING "):
+                raise SystemExit(f"{name} server did not start under valgrind")
+            port = int(line.split()[1])
+            try:
+                messages = echo(port, name == LIMIT, seconds, proc.pid)
+            except SystemExit as exc:
+                raise SystemExit(f"{name}: {exc}") from None
+            for _ in range(100):
+                dumps = list(out.glob("cg.*.*"))
+                if dumps:
+                    break
+                time.sleep(0.1)
+            text = dumps[0].read_text(errors="replace")
+        finally:
+            proc.kill()
+            proc.wait()
+    totals = [ln for ln in text.splitlines() if ln.startswith("totals:")]
+    return int(totals[0].split()[1]), messages
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", choices=SERVERS)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            print(f"error: {tool} is missing; `apt-get install valgrind` (make instructions "
+                  "does it)", file=sys.stderr)
+            return 1
+    if not LOADGEN.exists():
+        print(f"error: {LOADGEN} is missing: build it with `make bench`", file=sys.stderr)
+        return 1
+    names = args.only or list(SERVERS)
+    print("Each benchmark server on real sockets (uvloop, 64 connections, 64 B text): "
+          "user-space instructions per echoed message, kernel not counted:")
+    each = {}
+    for name in names:
+        instructions, messages = count(name, args.seconds)
+        each[name] = instructions / messages
+    for name in names:
+        ratios = [f"{each[name] / each[other]:.2f}× {LABELS[other]}"
+                  for other in (PEER, LIMIT) if other in each and other != name]
+        print(f"  {LABELS[name]:<24} {each[name]:>9,.0f}   {', '.join(ratios)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
