@@ -220,7 +220,7 @@ class Reader:
             )
         self._opcode = opcode
         self._fin = fin
-        self._mask = copy_unmasked(buf, pos + size - 4, 4, None, 0) if masked else None
+        self._mask = buf[pos + size - 4 : pos + size] if masked else None
         self._remaining = length
         self._offset = 0
         return size
