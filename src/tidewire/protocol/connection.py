@@ -36,7 +36,7 @@ from ..exceptions import (
 )
 from .deflate import Deflate
 from .frames import (
-    _H2,
+    SMALL_HEADERS,
     Close,
     CloseCode,
     Opcode,
@@ -75,7 +75,6 @@ _CLOSED = State.CLOSED
 _CLIENT = Side.CLIENT
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
-_pack_h2 = _H2.pack  # and the method bound once
 
 
 class Connection:
@@ -256,7 +255,8 @@ class Connection:
             rsv1 = True
         if fin and len(data) < 126 and self.side is not _CLIENT:
             # The common case, inlined: a small unmasked frame in one piece.
-            self._out.append(_pack_h2((0xC0 if rsv1 else 0x80) | opcode, len(data)) + data)
+            headers = SMALL_HEADERS[(0xC0 if rsv1 else 0x80) | opcode]
+            self._out.append(headers[len(data)] + data)
             return
         self._append_frame(opcode, data, fin, rsv1)
         self._sending_fragments = not fin

@@ -148,6 +148,14 @@ _H2 = struct.Struct("!BB")
 _H4 = struct.Struct("!BBH")
 _H10 = struct.Struct("!BBQ")
 
+# The header of each small unmasked final frame, by first byte (FIN, RSV1 or
+# not, continuation, text or binary) then payload length: a server sends one
+# per message, and a lookup costs far less than packing it.
+SMALL_HEADERS = {
+    head: [bytes((head, n)) for n in range(126)]
+    for head in (0x80, 0x81, 0x82, 0xC0, 0xC1, 0xC2)
+}
+
 
 def build_frame(
     opcode: int,
