@@ -52,7 +52,7 @@ class Connection(asyncio.Protocol):
         "_fail_timer",
         "_reading_paused",
         "_sock_closed",
-        "_chunks_received",
+        "_received",
         "_flush_due",
         "_on_message",
         "_delivering",
@@ -88,7 +88,7 @@ class Connection(asyncio.Protocol):
         self._fail_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._sock_closed = False
-        self._chunks_received = 0  # for keepalive: did anything come in?
+        self._received = False  # for keepalive: did anything come in since it armed?
         self._flush_due = False  # broadcast() frames wait for the end of the turn
         self._on_message: MessageCallback | None = None
         self._delivering = False  # in _process: send_nowait() leaves the write to it
@@ -101,7 +101,7 @@ class Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
     def data_received(self, data: bytes) -> None:
-        self._chunks_received += 1
+        self._received = True  # cheaper than counting: no int to allocate
         self.protocol.receive_data(data)
         self._process()
 
@@ -557,15 +557,14 @@ class Connection(asyncio.Protocol):
 
     def _arm_keepalive(self) -> None:
         assert self.ping_interval is not None
-        self._keepalive = self.loop.call_later(
-            self.ping_interval, self._keepalive_due, self._chunks_received
-        )
+        self._received = False
+        self._keepalive = self.loop.call_later(self.ping_interval, self._keepalive_due)
 
-    def _keepalive_due(self, seen: int) -> None:
+    def _keepalive_due(self) -> None:
         self._keepalive = None
         if self._sock_closed or self.protocol.state is not proto.State.OPEN:
             return
-        if self._chunks_received != seen:
+        if self._received:
             self._arm_keepalive()  # bytes came in: the peer is alive
             return
         waiter = self.ping()
