@@ -10,7 +10,7 @@ run; the instructions over the messages echoed meanwhile is the figure. What
 runs in the kernel (the reads, writes and epoll of every message) isn't
 counted: it is about the same for all of them, and it is most of the time.
 
-    python -m bench.userspace [--only NAME ...] [--seconds S]
+    python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def echo(port: int, raw: bool, seconds: float, server: int) -> int:
     return int(result["messages"])
 
 
-def count(name: str, seconds: float) -> tuple[int, int]:
-    """(instructions, messages) of one measured run of server ``name``."""
+def count(name: str, seconds: float, keep: Path | None) -> tuple[int, int]:
+    """(instructions, messages) of one measured run of server ``name``; its
+    callgrind dump is copied into ``keep`` if given."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         proc = subprocess.Popen(server_argv(name, out), cwd=REPO, env=library_env(name),
@@ -91,6 +92,9 @@ def count(name: str, seconds: float) -> tuple[int, int]:
                     break
                 time.sleep(0.1)
             text = dumps[0].read_text(errors="replace")
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(dumps[0], keep / f"callgrind.out.{name}")
         finally:
             proc.kill()
             proc.wait()
@@ -102,6 +106,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", choices=SERVERS)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each server's callgrind dump there, for a profile")
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
@@ -116,7 +122,7 @@ def main() -> int:
           "user-space instructions per echoed message, kernel not counted:")
     each = {}
     for name in names:
-        instructions, messages = count(name, args.seconds)
+        instructions, messages = count(name, args.seconds, args.keep)
         each[name] = instructions / messages
     for name in names:
         ratios = [f"{each[name] / each[other]:.2f}× {LABELS[other]}"
