@@ -100,11 +100,6 @@ class Connection(asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(self.write_limit, self.write_limit // 4)
 
-    def data_received(self, data: bytes) -> None:
-        self._received = True  # cheaper than counting: no int to allocate
-        self.protocol.receive_data(data)
-        self._process()
-
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
         self._process()
@@ -153,9 +148,13 @@ class Connection(asyncio.Protocol):
 
     # Event handling.
 
-    def _process(self) -> None:
-        """Deliver events, write what is due, close the socket when expected."""
+    def _process(self, data: bytes | None = None) -> None:
+        """Take ``data`` in if any, deliver events, write what is due, close
+        the socket when expected."""
         p = self.protocol
+        if data is not None:
+            self._received = True  # cheaper than counting: no int to allocate
+            p.receive_data(data)
         events = p.events_received()
         if events:
             callback = self._on_message
@@ -197,7 +196,12 @@ class Connection(asyncio.Protocol):
                 )
         out = p.data_to_send()
         if out:
-            self._write(out)
+            transport = self.transport  # _write(), inlined: this runs per message
+            if transport is not None and not self._sock_closed:
+                if len(out) == 1:
+                    transport.write(out[0])
+                else:
+                    transport.writelines(out)
         state = p.state
         if state is _OPEN:
             return  # the common case: nothing is closing
@@ -207,6 +211,10 @@ class Connection(asyncio.Protocol):
             self.messages.close()
         if p.close_expected():
             self._close_socket()
+
+    # The transport calls the same method for bytes as the rest of the class
+    # does after a change: one Python call less on every chunk read.
+    data_received = _process
 
     def _on_drained(self) -> None:
         """The application read every message: fail now if a violation waits."""
