@@ -19,7 +19,7 @@ __all__ = ["MessageQueue"]
 class MessageQueue:
     __slots__ = (
         "high", "low", "closed", "drained", "_pause", "_resume", "_queue", "_head",
-        "_waiter", "_paused",
+        "_waiter", "_handed", "_paused",
     )
 
     def __init__(
@@ -43,18 +43,24 @@ class MessageQueue:
         # connection, and reset whenever it is drained.
         self._queue: list[str | bytes] = []
         self._head = 0
-        self._waiter: asyncio.Future[None] | None = None
+        # A get() waiting, and whether put() handed it a message it hasn't
+        # returned yet; close() wakes it with None.
+        self._waiter: asyncio.Future[str | bytes | None] | None = None
+        self._handed = False
         self._paused = False
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._queue) - self._head
+        return len(self._queue) - self._head + self._handed
 
     def put(self, message: str | bytes) -> None:
-        self._queue.append(message)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            # Handed straight to the waiting get(): it never enters the list.
+            waiter.set_result(message)
+            self._handed = True
+            return
+        self._queue.append(message)
         if (
             self.high is not None
             and not self._paused
@@ -109,11 +115,22 @@ class MessageQueue:
             while self._head == len(queue):
                 if self.closed:
                     raise end()
+                waiter: asyncio.Future[str | bytes | None]
                 waiter = self._waiter = asyncio.get_running_loop().create_future()
                 try:
-                    await waiter
+                    handed = await waiter
+                except BaseException:
+                    # Cancelled, perhaps after put() handed it a message:
+                    # that one goes back in front, for the next get().
+                    lost = waiter.result() if self._handed else None
+                    if lost is not None:
+                        self._requeue(lost)
+                    raise
                 finally:
                     self._waiter = None
+                    self._handed = False
+                if handed is not None:
+                    return handed  # from put(), past the list
         head = self._head
         message = queue[head]
         head += 1
@@ -128,6 +145,13 @@ class MessageQueue:
             self._paused = False
             self._resume()
         return message
+
+    def _requeue(self, message: str | bytes) -> None:
+        if self._head:
+            self._head -= 1
+            self._queue[self._head] = message
+        else:
+            self._queue.insert(0, message)
 
 
 def _nothing() -> None:
