@@ -136,6 +136,25 @@ def test_assembly_matches_unmasking_in_one_go(masked: bool) -> None:
         assert whole.take() == expected, cls
 
 
+def test_assembly_takes_pieces_with_different_masks() -> None:
+    rng = random.Random(11)
+    keys = [rng.randbytes(4), None, rng.randbytes(4)]
+    pieces = [(rng.randbytes(rng.choice([1, 2, 3, 5, 3000])), rng.choice(keys)) for _ in range(60)]
+    expected = b""
+    for piece, key in pieces:
+        if key is None:
+            expected += piece
+        else:
+            # each piece is unmasked from the key byte at its position in the message
+            o = len(expected) % 4
+            expected += mask.apply_mask_py(piece, key[o:] + key[:o])
+    for cls in assemblies():
+        whole = cls(len(expected))
+        for piece, key in pieces:
+            whole.put(piece, key)
+        assert whole.take() == expected, cls
+
+
 def test_assembly_refuses_overflow_incomplete_and_second_take() -> None:
     for cls in assemblies():
         whole = cls(4)
