@@ -4,13 +4,14 @@ sockets: ``make instructions`` runs it after ``bench.instructions``.
 ``bench.instructions`` counts tidewire alone, on fake transports. This counts
 every server of the benchmark the same way, so that libraries can be compared
 without the noise of a shared machine: each server runs under callgrind with
-the C load generator (64 B text, 64 connections, one message in flight each)
-outside it. Counters are zeroed after a warm-up and dumped after the measured
+the C load generator (64 B text, 64 connections, one message in flight each;
+``--size`` echoes binary messages of that size instead) outside it. Counters are zeroed after a warm-up and dumped after the measured
 run; the instructions over the messages echoed meanwhile is the figure. What
 runs in the kernel (the reads, writes and epoll of every message) isn't
 counted: it is about the same for all of them, and it is most of the time.
 
     python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
+                              [--size BYTES --conns N]
 """
 
 from __future__ import annotations
@@ -44,14 +45,16 @@ def control(option: str, pid: int) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], capture_output=True, check=True)
 
 
-def echo(port: int, raw: bool, seconds: float, server: int) -> int:
+def echo(port: int, raw: bool, args: argparse.Namespace, server: int) -> int:
     """Run the load generator, counting only its measured window: the number
     of messages echoed then."""
     # Four handshakes at a time: under valgrind, 64 at once outlast the
     # load generator's 5 s limit on an opening.
-    argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", "64", "--size", "64",
-            "--inflight", "4", "--warmup", "5", "--duration", str(seconds)]
+    argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", str(args.conns),
+            "--size", str(args.size or 64), "--inflight", "4", "--warmup", "5",
+            "--duration", str(args.seconds)]
     argv += ["--raw"] if raw else []
+    argv += ["--binary"] if args.size else []
     gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert gen.stdout is not None
     result = {}
@@ -62,14 +65,15 @@ def echo(port: int, raw: bool, seconds: float, server: int) -> int:
         elif result.get("event") == "measured":
             control("-d", server)
     gen.wait()
-    if gen.returncode != 0 or result.get("opened") != 64 or result.get("errors"):
+    if gen.returncode != 0 or result.get("opened") != args.conns or result.get("errors"):
         raise SystemExit(f"the load generator failed ({gen.returncode}): {result}")
     return int(result["messages"])
 
 
-def count(name: str, seconds: float, keep: Path | None) -> tuple[int, int]:
+def count(name: str, args: argparse.Namespace) -> tuple[int, int]:
     """(instructions, messages) of one measured run of server ``name``; its
-    callgrind dump is copied into ``keep`` if given."""
+    callgrind dump is copied into ``args.keep`` if given."""
+    keep = args.keep
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         proc = subprocess.Popen(server_argv(name, out), cwd=REPO, env=library_env(name),
@@ -83,7 +87,7 @@ def count(name: str, seconds: float, keep: Path | None) -> tuple[int, int]:
                 raise SystemExit(f"{name} server did not start under valgrind")
             port = int(line.split()[1])
             try:
-                messages = echo(port, name == LIMIT, seconds, proc.pid)
+                messages = echo(port, name == LIMIT, args, proc.pid)
             except SystemExit as exc:
                 raise SystemExit(f"{name}: {exc}") from None
             for _ in range(100):
@@ -108,6 +112,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep each server's callgrind dump there, for a profile")
+    parser.add_argument("--size", type=int, metavar="BYTES",
+                        help="echo binary messages of this size instead of 64 B text")
+    parser.add_argument("--conns", type=int, default=64)
     args = parser.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
@@ -118,11 +125,12 @@ def main() -> int:
         print(f"error: {LOADGEN} is missing: build it with `make bench`", file=sys.stderr)
         return 1
     names = args.only or list(SERVERS)
-    print("Each benchmark server on real sockets (uvloop, 64 connections, 64 B text): "
+    what = f"{args.size:,} B binary" if args.size else "64 B text"
+    print(f"Each benchmark server on real sockets (uvloop, {args.conns} connections, {what}): "
           "user-space instructions per echoed message, kernel not counted:")
     each = {}
     for name in names:
-        instructions, messages = count(name, args.seconds, args.keep)
+        instructions, messages = count(name, args)
         each[name] = instructions / messages
     for name in names:
         ratios = [f"{each[name] / each[other]:.2f}× {LABELS[other]}"
