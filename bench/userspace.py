@@ -5,10 +5,11 @@ sockets: ``make instructions`` runs it after ``bench.instructions``.
 every server of the benchmark the same way, so that libraries can be compared
 without the noise of a shared machine: each server runs under callgrind with
 the C load generator (64 B text, 64 connections, one message in flight each;
-``--size`` echoes binary messages of that size instead) outside it. Counters are zeroed after a warm-up and dumped after the measured
-run; the instructions over the messages echoed meanwhile is the figure. What
-runs in the kernel (the reads, writes and epoll of every message) isn't
-counted: it is about the same for all of them, and it is most of the time.
+``--size`` echoes binary messages of that size instead) outside it. Counters
+are zeroed after a warm-up and dumped after the measured run; the instructions
+over the messages echoed meanwhile is the figure. What runs in the kernel (the
+reads, writes and epoll of every message) isn't counted: it is about the same
+for all of them, and it is most of the time.
 
     python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
                               [--size BYTES --conns N]
