@@ -151,6 +151,7 @@ async def test_server_close_waits_for_handlers_whose_client_left() -> None:
         await within(closing)
         assert done == ["cleaned up"]
 
+
 async def test_process_request_can_refuse_and_answer() -> None:
     def check(ws: ServerConnection, request: tidewire.Request) -> Response | None:
         if request.path == "/healthz":
