@@ -249,9 +249,14 @@ class Connection(asyncio.Protocol):
             # close() flushes the write buffer first; a peer that doesn't read
             # would keep the socket forever, so abort after close_timeout.
             transport.close()
-        # A client lets the server close first (RFC 6455 section 7.1.1).
-        if self._close_timer is None:
-            timeout = self.close_timeout if self.close_timeout is not None else 10
+        # A client lets the server close first (RFC 6455 section 7.1.1). Once
+        # the handshake is over, even close_timeout=None doesn't wait for ever.
+        self._arm_close_timer(self.close_timeout if self.close_timeout is not None else 10)
+
+    def _arm_close_timer(self, timeout: float) -> None:
+        """Drop the socket after ``timeout`` unless it is gone by then."""
+        transport = self.transport
+        if self._close_timer is None and transport is not None and not self._sock_closed:
             self._close_timer = self.loop.call_later(timeout, transport.abort)
 
     def _pause_reading(self) -> None:
@@ -536,13 +541,8 @@ class Connection(asyncio.Protocol):
             self._process()
         # A timer, not wait_for(): that costs a task, a future and a timer per
         # connection, and a server closes at the end of every handler.
-        if (
-            self._close_timer is None
-            and self.close_timeout is not None
-            and self.transport is not None
-            and not self._sock_closed
-        ):
-            self._close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        if self.close_timeout is not None:
+            self._arm_close_timer(self.close_timeout)
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed, however that happens."""
