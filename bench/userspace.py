@@ -8,8 +8,8 @@ the C load generator (64 B text, 64 connections, one message in flight each;
 ``--size`` echoes binary messages of that size instead) outside it. Counters
 are zeroed after a warm-up and dumped after the measured run; the instructions
 over the messages echoed meanwhile is the figure. What runs in the kernel (the
-reads, writes and epoll of every message) isn't counted: it is about the same
-for all of them, and it is most of the time.
+reads, writes and epoll of every message) isn't counted: every server makes
+the same system calls per message, and they are most of the time.
 
     python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
                               [--size BYTES --conns N]
