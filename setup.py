@@ -3,7 +3,10 @@
 - ``tidewire._speedups``: hand-written C (masking);
 - ``tidewire.protocol._reader_c``: ``protocol/reader.py`` itself, compiled by
   Cython with the C types of ``_reader_c.pxd``, so there is one source;
-- ``tidewire.protocol._connection_c``: ``protocol/connection.py``, the same way.
+- ``tidewire.protocol._connection_c``: ``protocol/connection.py``, the same way;
+- ``tidewire.asyncio._connection_c`` and ``_messages_c``: the asyncio layer's
+  per-message path, ``asyncio/connection.py`` and ``asyncio/messages.py``, compiled
+  as they are (no C types): the interpreter's cost of each line goes away.
 
 Neither is optional: a build that can't compile them fails loudly instead of
 shipping the slower pure-Python twins without a word.
@@ -15,10 +18,25 @@ from pathlib import Path
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-PROTOCOL = Path("src/tidewire/protocol")
-COMPILED = {"reader": "_reader_c", "connection": "_connection_c"}
-for source, name in COMPILED.items():
-    shutil.copyfile(PROTOCOL / f"{source}.py", PROTOCOL / f"{name}.py")
+PACKAGE = Path("src/tidewire")
+# source module -> its compiled twin, in the same package
+COMPILED = {
+    "protocol.reader": "_reader_c",
+    "protocol.connection": "_connection_c",
+    "asyncio.connection": "_connection_c",
+    "asyncio.messages": "_messages_c",
+}
+
+
+def twin(source: str) -> tuple[str, Path]:
+    """The compiled twin's module name and the path of its copied source."""
+    package = source.rpartition(".")[0]
+    name = f"tidewire.{package}.{COMPILED[source]}"
+    return name, PACKAGE / package / f"{COMPILED[source]}.py"
+
+
+for source in COMPILED:
+    shutil.copyfile(PACKAGE / f"{source.replace('.', '/')}.py", twin(source)[1])
 
 setup(
     ext_modules=[
@@ -30,8 +48,8 @@ setup(
         ),
         *cythonize(
             [
-                Extension(f"tidewire.protocol.{name}", [str(PROTOCOL / f"{name}.py")])
-                for name in COMPILED.values()
+                Extension(name, [str(path)])
+                for name, path in map(twin, COMPILED)
             ],
             compiler_directives={
                 "language_level": 3,

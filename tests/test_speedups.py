@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Callable
@@ -32,6 +33,27 @@ def test_protocol_connections_use_the_compiled_base_unless_disabled() -> None:
         assert expected is not connection.ConnectionPy
     assert connection.Connection is expected
     assert ServerProtocol.__mro__[1] is ClientProtocol.__mro__[1] is expected
+
+
+def test_asyncio_connections_use_the_compiled_layer_unless_disabled() -> None:
+    from tidewire.asyncio import ClientConnection, ServerConnection, connection, messages
+
+    if os.environ.get("TIDEWIRE_NO_SPEEDUPS"):
+        expected = connection.ConnectionPy, messages.MessageQueuePy
+    else:
+        from tidewire.asyncio import _connection_c, _messages_c
+
+        expected = _connection_c.Connection, _messages_c.MessageQueue
+        assert expected[0] is not connection.ConnectionPy
+        assert expected[1] is not messages.MessageQueuePy
+    assert (connection.Connection, messages.MessageQueue) == expected
+    assert ServerConnection.__mro__[1] is ClientConnection.__mro__[1] is expected[0]
+
+    async def queue_type() -> type:
+        return type(connection.Connection().messages)
+
+    # The compiled connection queues its messages in the compiled queue.
+    assert asyncio.run(queue_type()) is expected[1]
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 125, 4096, 65535, 65537])

@@ -12,11 +12,12 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import protocol as proto
 from ..exceptions import ConcurrencyError, ConnectionClosed
 from ..protocol.frames import CloseCode, Pong
+from ..protocol.mask import SPEEDUPS
 from .messages import MessageQueue
 
 __all__ = ["Connection", "Data", "MessageCallback"]
@@ -619,3 +620,11 @@ class _Messages:
 
     def __anext__(self) -> Awaitable[Data]:
         return self._get(self._end)
+
+
+# The build compiles this very file with Cython as ``_connection_c`` (setup.py):
+# this module then hands out the compiled class, which ``ServerConnection`` and
+# ``ClientConnection`` derive from, and keeps the twin as ``ConnectionPy``.
+ConnectionPy = Connection
+if SPEEDUPS and not TYPE_CHECKING and __name__ == f"{__package__}.connection":
+    from ._connection_c import Connection  # type: ignore[assignment]  # noqa: F811

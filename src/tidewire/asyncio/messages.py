@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..exceptions import ConcurrencyError
+from ..protocol.mask import SPEEDUPS
 
 __all__ = ["MessageQueue"]
 
@@ -156,3 +158,11 @@ class MessageQueue:
 
 def _nothing() -> None:
     pass
+
+
+# The build compiles this very file with Cython as ``_messages_c`` (setup.py);
+# this module then hands out the compiled class and keeps the twin as
+# ``MessageQueuePy``.
+MessageQueuePy = MessageQueue
+if SPEEDUPS and not TYPE_CHECKING and __name__ == f"{__package__}.messages":
+    from ._messages_c import MessageQueue  # type: ignore[assignment]  # noqa: F811
