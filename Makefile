@@ -13,7 +13,8 @@ LOADGEN := bench/loadgen/loadgen
 $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
 		src/tidewire/protocol/reader.py src/tidewire/protocol/_reader_c.pxd \
 		src/tidewire/protocol/connection.py src/tidewire/protocol/_connection_c.pxd \
-		src/tidewire/asyncio/connection.py src/tidewire/asyncio/messages.py
+		src/tidewire/asyncio/connection.py src/tidewire/asyncio/_connection_c.pxd \
+		src/tidewire/asyncio/messages.py src/tidewire/asyncio/_messages_c.pxd
 	@command -v microsocks >/dev/null || { apt-get update && apt-get install -y microsocks; }
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }

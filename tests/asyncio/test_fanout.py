@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 import tidewire
-from tidewire import Connection, ConnectionClosedError, DeflateOptions, ServerConnection
+from tidewire import ConnectionClosedError, DeflateOptions, ServerConnection
 from tidewire.protocol import Opcode
 
 from ..protocol.helpers import Pair
@@ -126,22 +127,34 @@ def _port(ws: tidewire.ClientConnection) -> int:
     return int(ws.local_address[1])
 
 
+class _CountedTransport:
+    """Counts the frames handed to the transport in each write."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(1)
+        self._transport.write(data)
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.writes.append(len(data))
+        self._transport.writelines(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 async def test_broadcasts_of_one_turn_go_out_in_one_write(
-    hub: tuple[Hub, tidewire.Server], monkeypatch: pytest.MonkeyPatch
+    hub: tuple[Hub, tidewire.Server],
 ) -> None:
     h, server = hub
     client = await tidewire.connect(f"ws://127.0.0.1:{server.port}/", compression=None)
     await h.wait_for(1)
     (conn,) = h.connections
-    writes: list[int] = []  # frames handed to the transport, per write
-    write = Connection._write
-
-    def counted_write(self: Connection, out: list[bytes]) -> None:
-        if self is conn:
-            writes.append(len(out))
-        write(self, out)
-
-    monkeypatch.setattr(Connection, "_write", counted_write)
+    counted = conn.transport = _CountedTransport(conn.transport)
+    writes = counted.writes
     for i in range(10):
         assert tidewire.broadcast(h.connections, f"message {i}") == 1
     assert writes == []  # nothing yet: the frames wait for the end of the turn

@@ -7,7 +7,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .. import protocol as proto
 from ..exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -147,31 +147,32 @@ class connect:
         loop = asyncio.get_running_loop()
         uri = self.uri
 
-        def factory() -> ClientConnection:
+        def factory() -> asyncio.Protocol:
             protocol = proto.ClientProtocol(uri, **self._protocol_args)
-            return ClientConnection(protocol, **self._connection_args)
+            # An asyncio protocol by its methods, not by its base: see Connection.
+            return cast(asyncio.Protocol, ClientConnection(protocol, **self._connection_args))
 
         kwargs = dict(self._kwargs)
         if self._ssl and "server_hostname" not in kwargs:
             kwargs["server_hostname"] = uri.host
 
         async def open_() -> ClientConnection:
-            conn: ClientConnection
             if self.unix_path is not None:
-                _, conn = await loop.create_unix_connection(
+                _, made = await loop.create_unix_connection(
                     factory, self.unix_path, ssl=self._ssl, **kwargs
                 )
             elif self.proxy is not None:
                 sock = await open_tunnel(self.proxy, uri, self.open_timeout)
-                _, conn = await loop.create_connection(
+                _, made = await loop.create_connection(
                     factory, sock=sock, ssl=self._ssl, **kwargs
                 )
             elif "sock" in kwargs:
-                _, conn = await loop.create_connection(factory, ssl=self._ssl, **kwargs)
+                _, made = await loop.create_connection(factory, ssl=self._ssl, **kwargs)
             else:
-                _, conn = await loop.create_connection(
+                _, made = await loop.create_connection(
                     factory, uri.host, uri.port, ssl=self._ssl, **kwargs
                 )
+            conn = cast(ClientConnection, made)
             try:
                 await conn.handshake_done
             except BaseException:

@@ -1,8 +1,9 @@
 """An open WebSocket connection on asyncio: the part both sides share.
 
-``Connection`` is an ``asyncio.Protocol``: the transport hands it bytes, it
-feeds them to the sans-I/O protocol object and writes what that returns. The
-user-facing coroutines (``recv``, ``send``, ``ping``, ``close``) live here too.
+``Connection`` is the transport's protocol (it has ``asyncio.Protocol``'s
+methods): the transport hands it bytes, it feeds them to the sans-I/O protocol
+object and writes what that returns. The user-facing coroutines (``recv``,
+``send``, ``ping``, ``close``) live here too.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ _DATA_TYPES = (str, *_BYTES_LIKE)  # what send() takes as one message
 _OPEN = proto.State.OPEN  # read on every message: cheaper than the enum on 3.11
 
 
-class Connection(asyncio.Protocol):
+class Connection:
     """One WebSocket connection; subclassed by ``ServerConnection`` and
-    ``ClientConnection``, which add the opening handshake."""
+    ``ClientConnection``, which add the opening handshake.
+
+    It doesn't derive from ``asyncio.Protocol``: its compiled twin is a C type,
+    whose attributes are read from its struct, and those can't derive from a
+    Python class. Event loops only call the methods."""
 
     __slots__ = (
         "protocol",
@@ -94,7 +99,7 @@ class Connection(asyncio.Protocol):
         self._on_message: MessageCallback | None = None
         self._delivering = False  # in _process: send_nowait() leaves the write to it
 
-    # asyncio.Protocol
+    # asyncio.Protocol's methods
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports don't subclass asyncio.Transport but behave alike.

@@ -7,7 +7,7 @@ import inspect
 import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .. import protocol as proto
 from ..exceptions import ConnectionClosed
@@ -316,13 +316,15 @@ class serve:
     async def _create(self) -> Server:
         server = Server(self._handler, **self._server_args)
         loop = asyncio.get_running_loop()
+        # An asyncio protocol by its methods, not by its base: see Connection.
+        factory = cast("Callable[[], asyncio.Protocol]", server._make_connection)
         if self._unix_path is not None:
             server.server = await loop.create_unix_server(
-                server._make_connection, self._unix_path, ssl=self._ssl, **self._kwargs
+                factory, self._unix_path, ssl=self._ssl, **self._kwargs
             )
         else:
             server.server = await loop.create_server(
-                server._make_connection, self._host, self._port, ssl=self._ssl, **self._kwargs
+                factory, self._host, self._port, ssl=self._ssl, **self._kwargs
             )
         self._server = server
         return server
