@@ -1,6 +1,11 @@
 # C types for the compiled twin of connection.py (see setup.py): attributes in
 # the object's struct instead of slots looked up by name.
 
+cimport cython
+
+from ..protocol._connection_c cimport Connection as _Protocol
+from ._messages_c cimport MessageQueue as _Queue
+
 cdef class Connection:
     cdef public object protocol
     cdef public object ping_interval
@@ -11,7 +16,7 @@ cdef class Connection:
     cdef public object logger
     cdef public object loop
     cdef public object transport
-    cdef public object messages
+    cdef public _Queue messages
     cdef public object closed
     cdef public dict _pings
     cdef public object _drain
@@ -26,3 +31,8 @@ cdef class Connection:
     cdef public object _on_message
     cdef public bint _delivering
     cdef object __weakref__
+
+    @cython.locals(p=_Protocol)
+    cpdef _process(self, data=*)
+    @cython.locals(p=_Protocol)
+    cpdef send_nowait(self, message)

@@ -12,3 +12,5 @@ cdef class MessageQueue:
     cdef object _waiter
     cdef bint _handed
     cdef bint _paused
+
+    cpdef put(self, message)

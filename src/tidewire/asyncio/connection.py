@@ -164,16 +164,16 @@ class Connection:
         events = p.events_received()
         if events:
             callback = self._on_message
-            put = callback or self.messages.put
             self._delivering = True
             try:
                 for event in events:
                     cls = type(event)
                     if cls is str or cls is bytes:
-                        put(event)  # type: ignore[arg-type]
-                        if callback is not None and self._on_message is not callback:
-                            callback = self._on_message  # changed by the callback
-                            put = callback or self.messages.put
+                        if callback is None:
+                            self.messages.put(event)  # type: ignore[arg-type]
+                        else:
+                            callback(event)  # type: ignore[arg-type]
+                            callback = self._on_message  # the callback may change it
                     elif cls is Pong:
                         self._on_pong(event.data)  # type: ignore[union-attr]
                     elif cls is proto.Request or cls is proto.Response:

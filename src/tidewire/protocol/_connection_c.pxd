@@ -22,3 +22,11 @@ cdef class Connection:
     cdef public bint _compress_fragments
     cdef bytes _masks
     cdef Py_ssize_t _mask_at
+
+    # Called per message by the compiled asyncio connection, through the C table.
+    cpdef receive_data(self, data)
+    cpdef list events_received(self)
+    cpdef list data_to_send(self)
+    cpdef send_text(self, data, bint fin=*)
+    cpdef send_binary(self, data, bint fin=*)
+    cpdef _send_data(self, opcode, data, bint fin)
