@@ -8,7 +8,7 @@
   per-message path, ``asyncio/connection.py`` and ``asyncio/messages.py``, the
   same way, with their attributes in C structs (the ``.pxd`` files).
 
-Neither is optional: a build that can't compile them fails loudly instead of
+None is optional: a build that can't compile them fails loudly instead of
 shipping the slower pure-Python twins without a word.
 """
 
