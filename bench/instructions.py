@@ -63,6 +63,9 @@ class FakeTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def is_closing(self) -> bool:
         return self.closing
 
@@ -149,6 +152,10 @@ async def drive_connect(conns: int, total: int) -> None:
         await asyncio.gather(*(t.conn.handler_task for t in batch))
         if any(not t.closing or t.conn.close_code != 1000 for t in batch):
             raise SystemExit("a connection didn't close cleanly")
+        for t in batch:
+            # A real transport lets go of its protocol once closed: without
+            # this cycle, refcounting frees each connection, as on sockets.
+            t.conn = None
         answered.clear()
         done += conns
 

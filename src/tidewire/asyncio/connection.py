@@ -263,6 +263,12 @@ class Connection:
         """Drop the socket after ``timeout`` unless it is gone by then."""
         transport = self.transport
         if self._close_timer is None and transport is not None and not self._sock_closed:
+            if (
+                transport.is_closing()
+                and not transport.get_write_buffer_size()
+                and transport.get_extra_info("sslcontext") is None
+            ):
+                return  # closed with nothing to flush and no TLS shutdown: gone now
             self._close_timer = self.loop.call_later(timeout, transport.abort)
 
     def _pause_reading(self) -> None:
