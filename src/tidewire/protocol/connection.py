@@ -180,7 +180,8 @@ class Connection:
                 self.close_rcvd = event
                 if self.state is State.OPEN:
                     # Echo the code, as RFC 6455 section 5.5.1 asks.
-                    self._send_close(Close(event.code), rcvd_then_sent=True)
+                    echo = event if not event.reason else Close(event.code)
+                    self._send_close(echo, rcvd_then_sent=True)
                 self.state = State.CLOSING
                 # Nothing may follow a close frame.
                 del events[i + 1 :]

@@ -118,6 +118,11 @@ class Pong:
     data: bytes
 
 
+# A code without a reason, the usual close payload, by its two bytes: a Close
+# is frozen, so one instance serves every connection.
+_BARE_CLOSES = {struct.pack("!H", code): Close(code) for code in _WIRE_CODES}
+
+
 def parse_close(payload: bytes) -> Close:
     """Parse the payload of a close frame; raise ``ProtocolError`` if invalid.
 
@@ -125,6 +130,10 @@ def parse_close(payload: bytes) -> Close:
     """
     if not payload:
         return Close(CloseCode.NO_STATUS)
+    if type(payload) is bytes:
+        close = _BARE_CLOSES.get(payload)
+        if close is not None:
+            return close
     if len(payload) == 1:
         raise ProtocolError("close frame with a 1-byte payload")
     (code,) = struct.unpack_from("!H", payload)

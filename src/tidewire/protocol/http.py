@@ -184,11 +184,13 @@ def _parse_headers(lines: list[bytes]) -> Headers:
         raise InvalidMessage(f"more than {MAX_HEADERS} header fields", 431)
     if not lines:
         return Headers()
-    if max(map(len, lines)) > MAX_LINE:
+    raw = b"\r\n".join(lines)
+    # No line of a block this short can be too long (the common case).
+    if len(raw) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
         raise InvalidMessage(f"a header line is longer than {MAX_LINE} bytes", 431)
     # Two passes of the regular expression engine over the whole block, in C,
     # instead of a dozen Python steps per line.
-    block = b"\r\n".join(lines).decode("latin-1")
+    block = raw.decode("latin-1")
     if _FIELDS.fullmatch(block) is None:
         for line in lines:
             if _FIELD_TEXT.fullmatch(line.decode("latin-1")) is None:
