@@ -39,7 +39,6 @@ class ServerConnection(Connection):
         "server",
         "open_timeout",
         "handler_task",
-        "_open_timer",
     )
 
     protocol: proto.ServerProtocol
@@ -58,13 +57,12 @@ class ServerConnection(Connection):
         protocol.defer_failures = True  # answer earlier messages before failing
         self.open_timeout = open_timeout
         self.handler_task: asyncio.Task[None] | None = None
-        self._open_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._connections.add(self)
         if self.open_timeout is not None:
-            self._open_timer = self.loop.call_later(self.open_timeout, self._on_open_timeout)
+            self.server._opening_started(self, self.open_timeout)
 
     def _on_open_timeout(self) -> None:
         if self.protocol.state is proto.State.CONNECTING and self.transport is not None:
@@ -108,9 +106,7 @@ class ServerConnection(Connection):
     def _respond(self, response: Response) -> None:
         """Send the answer to the upgrade request; a 101 starts the handler."""
         self.protocol.send_response(response)
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+        self.server._opening.pop(self, None)
         if response.status == 101:
             self.start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
@@ -133,8 +129,7 @@ class ServerConnection(Connection):
         return self.protocol.reject(status, text)
 
     def _on_closed(self) -> None:
-        if self._open_timer is not None:
-            self._open_timer.cancel()
+        self.server._opening.pop(self, None)
         exc = self.protocol.handshake_exc
         if exc is not None:
             logger.info("refused WebSocket handshake from %s: %s", self.remote_address, exc)
@@ -167,6 +162,10 @@ class Server:
         self._connections: set[ServerConnection] = set()
         # Handlers and handshake hooks still running, their socket closed or not.
         self._tasks: set[asyncio.Task[None]] = set()
+        # Connections in their opening handshake, by deadline: one timer for
+        # them all instead of one each (see _opening_started).
+        self._opening: dict[ServerConnection, float] = {}
+        self._open_timer: asyncio.TimerHandle | None = None
         self.server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
@@ -174,6 +173,28 @@ class Server:
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _opening_started(self, conn: ServerConnection, timeout: float) -> None:
+        """Watch ``conn`` until its handshake is answered or ``timeout`` ends.
+        Every connection of a server has the same timeout, so the oldest is
+        always the next due: the timer waits for it alone."""
+        deadline = conn.loop.time() + timeout
+        self._opening[conn] = deadline
+        if self._open_timer is None:
+            self._open_timer = conn.loop.call_at(deadline, self._open_timer_due)
+
+    def _open_timer_due(self) -> None:
+        self._open_timer = None
+        opening = self._opening
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while opening:
+            conn, deadline = next(iter(opening.items()))
+            if deadline > now:
+                self._open_timer = loop.call_at(deadline, self._open_timer_due)
+                return
+            del opening[conn]
+            conn._on_open_timeout()
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(self, self._protocol_factory(), **self._connection_options)
@@ -221,6 +242,9 @@ class Server:
             await asyncio.wait(list(self._tasks))
         if self.server is not None:
             await self.server.wait_closed()
+        if self._open_timer is not None:
+            self._open_timer.cancel()
+            self._open_timer = None
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
