@@ -194,14 +194,50 @@ def test_assembly_refuses_overflow_incomplete_and_second_take() -> None:
 
 
 @pytest.mark.parametrize("masked", [True, False])
-@pytest.mark.parametrize("seed", range(6))
-def test_large_binary_frames_in_random_chunks(seed: int, masked: bool) -> None:
-    """A large one-frame message (assembled in place) between small frames, cut
-    anywhere, as a server reads them (masked) and as a client does: both twins
-    give the same messages, in order."""
+def test_assembly_filled_in_place_matches_put(masked: bool) -> None:
+    """Bytes written into space() then counted with filled() are unmasked as
+    put() would, mixed with put() in any order."""
+    rng = random.Random(5)
+    data = rng.randbytes(100_003)
+    key = rng.randbytes(4) if masked else None
+    expected = mask.copy_unmasked_py(data, 0, len(data), key, 0)
+    for cls in assemblies():
+        whole = cls(len(data))
+        pos = 0
+        while pos < len(data):
+            n = min(rng.choice([1, 3, 5, 4096, 70_000]), len(data) - pos)
+            if rng.random() < 0.5:
+                with whole.space() as space:
+                    assert len(space) == len(data) - pos and not space.readonly, cls
+                    space[:n] = data[pos : pos + n]
+                whole.filled(n, key)
+            else:
+                whole.put(data[pos : pos + n], key)
+            pos += n
+        assert whole.take() == expected, cls
+
+
+def test_assembly_filled_refuses_overflow_bad_keys_and_a_taken_message() -> None:
+    for cls in assemblies():
+        whole = cls(4)
+        with pytest.raises(ValueError):
+            whole.filled(5)
+        with pytest.raises(ValueError):
+            whole.filled(-1)
+        with pytest.raises(ValueError):
+            whole.filled(2, b"abc")
+        whole.filled(4)
+        whole.take()
+        with pytest.raises(ValueError):
+            whole.space()
+        with pytest.raises(ValueError):
+            whole.filled(0)
+
+
+def large_frame_stream(rng: random.Random, masked: bool) -> tuple[list[bytes | str], bytes]:
+    """Messages with a large one-frame binary one among small ones, and their frames."""
     from tidewire.protocol.frames import build_frame
 
-    rng = random.Random(seed)
     big = rng.randbytes(rng.choice([65_536, 200_001, 1_048_576]))
     messages: list[bytes | str] = [b"before", big, "text after", big[:70_000], b""]
     stream = b"".join(
@@ -209,6 +245,47 @@ def test_large_binary_frames_in_random_chunks(seed: int, masked: bool) -> None:
                     mask=rng.randbytes(4) if masked else None)
         for m in messages
     )
+    return messages, stream
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("seed", range(4))
+def test_large_frames_read_into_the_readers_space(seed: int, masked: bool) -> None:
+    """Where the reader offers space() (the rest of a large message), bytes are
+    written into it and counted with filled(); elsewhere fed: the messages are
+    the same as when everything is fed."""
+    rng = random.Random(seed)
+    messages, stream = large_frame_stream(rng, masked)
+    for cls in readers():
+        reader = cls(expect_mask=masked, max_size=2**21)
+        events: list[object] = []
+        pos = 0
+        used = 0
+        while pos < len(stream):
+            space = reader.space()
+            if space is None:
+                n = min(rng.choice([1, 2, 7, 1000, 30_000]), len(stream) - pos)
+                reader.feed(stream[pos : pos + n], events)
+            else:
+                n = min(rng.choice([1, 7, 1000, 65_536, 300_000]), len(space))
+                space[:n] = stream[pos : pos + n]
+                space.release()
+                reader.filled(n, events)
+                used += 1
+            pos += n
+        assert events == messages, cls
+        assert used > 0, cls
+        assert reader.space() is None, cls
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_large_binary_frames_in_random_chunks(seed: int, masked: bool) -> None:
+    """A large one-frame message (assembled in place) between small frames, cut
+    anywhere, as a server reads them (masked) and as a client does: both twins
+    give the same messages, in order."""
+    rng = random.Random(seed)
+    messages, stream = large_frame_stream(rng, masked)
     for cls in readers():
         reader = cls(expect_mask=masked, max_size=2**21)
         events: list[object] = []

@@ -213,9 +213,87 @@ assembly_take(Assembly *self, PyObject *unused)
     return data;
 }
 
+/* The buffer protocol: the part not filled yet, writable, so that a socket can
+ * be read straight into the message. The export holds a reference to the bytes,
+ * which stay valid even if take() hands them out before the export ends. */
+static int
+assembly_getbuffer(Assembly *self, Py_buffer *view, int flags)
+{
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_BufferError, "message already taken");
+        view->obj = NULL;
+        return -1;
+    }
+    char *start = PyBytes_AS_STRING(self->data) + self->filled;
+    if (PyBuffer_FillInfo(view, (PyObject *)self, start, self->size - self->filled, 0, flags) < 0)
+        return -1;
+    Py_INCREF(self->data);
+    view->internal = self->data;
+    return 0;
+}
+
+static void
+assembly_releasebuffer(Assembly *self, Py_buffer *view)
+{
+    Py_XDECREF((PyObject *)view->internal);
+}
+
+static PyBufferProcs assembly_as_buffer = {
+    (getbufferproc)assembly_getbuffer,
+    (releasebufferproc)assembly_releasebuffer,
+};
+
+/* space() -> memoryview: where the next bytes may be written in place. */
+static PyObject *
+assembly_space(Assembly *self, PyObject *unused)
+{
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "message already taken");
+        return NULL;
+    }
+    return PyMemoryView_FromObject((PyObject *)self);
+}
+
+/* filled(n, mask=None): the next n bytes were written through space(); unmask
+ * them where they are. */
+static PyObject *
+assembly_filled(Assembly *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "filled() takes 1 or 2 arguments");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *mask = nargs == 2 ? args[1] : Py_None;
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "message already taken");
+        return NULL;
+    }
+    if (n < 0 || n > self->size - self->filled) {
+        PyErr_SetString(PyExc_ValueError, "piece beyond the message's size");
+        return NULL;
+    }
+    if (mask != Py_None) {
+        if (!PyBytes_Check(mask) || PyBytes_GET_SIZE(mask) != 4) {
+            PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes");
+            return NULL;
+        }
+        unsigned char *at = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
+        xor_mask(at, at, n, (const unsigned char *)PyBytes_AS_STRING(mask), self->filled);
+    }
+    self->filled += n;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef assembly_methods[] = {
     {"put", (PyCFunction)assembly_put, METH_VARARGS,
      "put(piece, mask=None)\n\nAppend piece, unmasked with mask if given."},
+    {"space", (PyCFunction)assembly_space, METH_NOARGS,
+     "space() -> memoryview\n\nThe part not filled yet, writable."},
+    {"filled", (PyCFunction)(void (*)(void))assembly_filled, METH_FASTCALL,
+     "filled(n, mask=None)\n\nThe next n bytes were written through space(); unmask them."},
     {"take", (PyCFunction)assembly_take, METH_NOARGS,
      "take() -> bytes\n\nThe complete message, once; without a copy."},
     {NULL, NULL, 0, NULL},
@@ -230,6 +308,7 @@ static PyTypeObject AssemblyType = {
     .tp_new = assembly_new,
     .tp_dealloc = (destructor)assembly_dealloc,
     .tp_methods = assembly_methods,
+    .tp_as_buffer = &assembly_as_buffer,
 };
 
 static PyMethodDef methods[] = {
@@ -254,9 +333,7 @@ PyInit__speedups(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&AssemblyType);
-    if (PyModule_AddObject(m, "Assembly", (PyObject *)&AssemblyType) < 0) {
-        Py_DECREF(&AssemblyType);
+    if (PyModule_AddObjectRef(m, "Assembly", (PyObject *)&AssemblyType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -33,7 +33,10 @@ cdef class Reader:
     cdef Py_ssize_t _read_header(self, bytes buf, Py_ssize_t pos) except -1
     cdef bytes _take(self, bytes buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)
+    cpdef space(self)
+    cpdef filled(self, Py_ssize_t n, list events)
     cdef _put(self, chunk, list events)
+    cdef _assembled(self, Py_ssize_t n, list events)
     @cython.locals(n=Py_ssize_t, last=bint)
     cdef _data(self, bytes piece, bint frame_end, list events)
     cdef object _limit(self)

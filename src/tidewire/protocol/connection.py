@@ -140,12 +140,7 @@ class Connection:
         if self.state is _CONNECTING:
             self._receive_handshake(data)
             return
-        if (
-            self._failed
-            or self.close_rcvd is not None
-            or self.pending_failure is not None
-            or self.state is _CLOSED
-        ):
+        if self._ignoring():
             return
         events = self._events
         start = len(events)
@@ -160,6 +155,29 @@ class Connection:
             return
         if controls:
             self._handle(start)
+
+    def receive_space(self) -> memoryview | None:
+        """Where the next bytes from the network may be read straight into, or
+        ``None``: the rest of a large message, while nothing else is being
+        read. Having written bytes there, call ``received_into()`` instead of
+        ``receive_data()``."""
+        if self.state is _CONNECTING or self._ignoring():
+            return None
+        return self.reader.space()
+
+    def received_into(self, n: int) -> None:
+        """``n`` bytes were read into ``receive_space()``. Then collect events
+        as after ``receive_data()``."""
+        self.reader.filled(n, self._events)  # type: ignore[arg-type]
+
+    def _ignoring(self) -> bool:
+        """Whether frames that come now are dropped unread."""
+        return (
+            self._failed
+            or self.close_rcvd is not None
+            or self.pending_failure is not None
+            or self.state is _CLOSED
+        )
 
     def _receive_handshake(self, data: bytes) -> None:
         """Bytes that come before the connection is open: the HTTP upgrade,

@@ -101,18 +101,30 @@ class AssemblyPy:
     def put(self, piece: bytes | bytearray | memoryview, mask: bytes | None = None) -> None:
         """Append ``piece``, unmasked with ``mask`` (from the mask byte at the
         fill position % 4) when given."""
+        n = len(piece)
+        start = self._filled
+        self.filled(n, mask)  # checks first: a slice past the end would grow _buf
+        self._buf[start : start + n] = piece  # type: ignore[index]
+
+    def space(self) -> memoryview:
+        """The part not filled yet, writable: a socket may be read into it."""
+        if self._buf is None:
+            raise ValueError("message already taken")
+        return memoryview(self._buf)[self._filled :]
+
+    def filled(self, n: int, mask: bytes | None = None) -> None:
+        """The next ``n`` bytes were written through ``space()``; unmask them
+        with ``mask`` as ``put()`` would."""
         buf = self._buf
         if buf is None:
             raise ValueError("message already taken")
         if mask is not None and len(mask) != 4:
             raise ValueError("mask must be 4 bytes or None")
-        n = len(piece)
-        if n > self.size - self._filled:
+        if n < 0 or n > self.size - self._filled:
             raise ValueError("piece beyond the message's size")
         if mask != self._mask:
             self._unmask(buf)
             self._mask = mask
-        buf[self._filled : self._filled + n] = piece
         self._filled += n
 
     def take(self) -> bytes:

@@ -239,16 +239,39 @@ class Reader:
         """Copy ``n`` payload bytes at ``pos`` out of ``buf``, unmasked."""
         return copy_unmasked(buf, pos, n, self._mask, self._offset)
 
+    def space(self) -> memoryview | None:
+        """Where the next bytes may be read straight into: the rest of the
+        large message being assembled, if that is all that is being read; else
+        ``None``. Once bytes are written there, call ``filled()``, not ``feed()``."""
+        whole = self._whole
+        if whole is None or self._buf:
+            return None
+        return whole.space()
+
+    def filled(self, n: int, events: list[Event]) -> None:
+        """``n`` bytes were written into ``space()``: unmask them where they are;
+        append the message once it is complete."""
+        whole = self._whole
+        if whole is None:
+            raise ValueError("no message is being assembled")
+        whole.filled(n, self._mask)
+        self._assembled(n, events)
+
     def _put(self, chunk: memoryview, events: list[Event]) -> None:
         """Copy the next payload bytes of a large one-frame binary message into
         its assembly, unmasked; append the message once it is complete."""
         whole = self._whole
         assert whole is not None
-        n = len(chunk)
         whole.put(chunk, self._mask)
+        self._assembled(len(chunk), events)
+
+    def _assembled(self, n: int, events: list[Event]) -> None:
+        """``n`` more payload bytes are in the assembly."""
         self._offset += n
         self._remaining -= n
         if self._remaining == 0:
+            whole = self._whole
+            assert whole is not None
             self._whole = None
             self._remaining = _NO_FRAME
             self._msg_opcode = 0
