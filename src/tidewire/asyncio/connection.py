@@ -2,7 +2,9 @@
 
 ``Connection`` is the transport's protocol (it has ``asyncio.Protocol``'s
 methods): the transport hands it bytes, it feeds them to the sans-I/O protocol
-object and writes what that returns. The user-facing coroutines (``recv``,
+object and writes what that returns. While the rest of a large message comes
+in, a buffered protocol stands in for it and has the transport read straight
+into the message. The user-facing coroutines (``recv``,
 ``send``, ``ping``, ``close``) live here too.
 """
 
@@ -28,6 +30,8 @@ MessageCallback = Callable[[Data], object]
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _DATA_TYPES = (str, *_BYTES_LIKE)  # what send() takes as one message
 _OPEN = proto.State.OPEN  # read on every message: cheaper than the enum on 3.11
+# The rest of a message at least this long is read straight into it.
+_READ_INTO_MIN = 1 << 16
 
 
 class Connection:
@@ -162,7 +166,12 @@ class Connection:
             self._received = True  # cheaper than counting: no int to allocate
             p.receive_data(data)
         events = p.events_received()
-        if events:
+        if not events:
+            if data is not None:
+                space = p.receive_space()
+                if space is not None and len(space) >= _READ_INTO_MIN:
+                    self._read_into()
+        else:
             callback = self._on_message
             self._delivering = True
             try:
@@ -221,6 +230,14 @@ class Connection:
     # The transport calls the same method for bytes as the rest of the class
     # does after a change: one Python call less on every chunk read.
     data_received = _process
+
+    def _read_into(self) -> None:
+        """Have the transport read the rest of a large message into the message
+        itself, sparing a copy: a buffered protocol stands in for this one
+        until the message is complete."""
+        transport = self.transport
+        if transport is not None and not self._sock_closed and not transport.is_closing():
+            transport.set_protocol(_MessageReader(self))
 
     def _on_drained(self) -> None:
         """The application read every message: fail now if a violation waits."""
@@ -633,9 +650,61 @@ class _Messages:
         return self._get(self._end)
 
 
+class _MessageReader(asyncio.BufferedProtocol):
+    """The transport's protocol while the rest of a large message is read into
+    it in place (see ``Connection._read_into``); it hands the transport back to
+    the connection once the message is complete, or when it fails meanwhile."""
+
+    __slots__ = ("conn", "_spare")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._spare: bytearray | None = None
+
+    def get_buffer(self, sizehint: int) -> memoryview | bytearray:
+        space = self.conn.protocol.receive_space()
+        if space is not None:
+            return space
+        # The connection failed or closed since (its socket normally stops
+        # reading then): it would drop these bytes unread, and so do we.
+        self._spare = bytearray(4096)
+        return self._spare
+
+    def buffer_updated(self, nbytes: int) -> None:
+        conn = self.conn
+        p = conn.protocol
+        if self._spare is not None:
+            self._spare = None
+            self._hand_back()
+            return
+        conn._received = True
+        p.received_into(nbytes)
+        if p.receive_space() is None:
+            self._hand_back()
+        conn._process()
+
+    def _hand_back(self) -> None:
+        transport = self.conn.transport
+        if transport is not None and not transport.is_closing():
+            transport.set_protocol(self.conn)  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool | None:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
+
+
 # The build compiles this very file with Cython as ``_connection_c`` (setup.py):
 # this module then hands out the compiled class, which ``ServerConnection`` and
 # ``ClientConnection`` derive from, and keeps the twin as ``ConnectionPy``.
 ConnectionPy = Connection
 if SPEEDUPS and not TYPE_CHECKING and __name__ == f"{__package__}.connection":
     from ._connection_c import Connection  # type: ignore[assignment]  # noqa: F811
+
