@@ -270,7 +270,8 @@ def test_large_frames_read_into_the_readers_space(seed: int, masked: bool) -> No
                 n = min(rng.choice([1, 7, 1000, 65_536, 300_000]), len(space))
                 space[:n] = stream[pos : pos + n]
                 space.release()
-                reader.filled(n, events)
+                more = reader.filled(n, events)
+                assert more == (reader.space() is not None), cls  # False once complete
                 used += 1
             pos += n
         assert events == messages, cls

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 import tidewire
 from tidewire import ServerConnection
@@ -16,9 +17,9 @@ from .test_connection import within
 SIZE = 300_000  # over the size from which the rest is read in place
 
 
-async def settle(condition: object, what: str) -> None:
+async def settle(condition: Callable[[], object], what: str) -> None:
     for _ in range(200):
-        if callable(condition) and condition():
+        if condition():
             return
         await asyncio.sleep(0.005)
     raise AssertionError(what)

@@ -678,8 +678,7 @@ class _MessageReader(asyncio.BufferedProtocol):
             self._hand_back()
             return
         conn._received = True
-        p.received_into(nbytes)
-        if p.receive_space() is None:
+        if not p.received_into(nbytes):
             self._hand_back()
         conn._process()
 

@@ -26,7 +26,7 @@ cdef class Connection:
     # Called per message by the compiled asyncio connection, through the C table.
     cpdef receive_data(self, data)
     cpdef receive_space(self)
-    cpdef received_into(self, Py_ssize_t n)
+    cpdef bint received_into(self, Py_ssize_t n) except? -1
     cdef bint _ignoring(self)
     cpdef list events_received(self)
     cpdef list data_to_send(self)

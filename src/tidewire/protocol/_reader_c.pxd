@@ -34,7 +34,7 @@ cdef class Reader:
     cdef bytes _take(self, bytes buf, Py_ssize_t pos, Py_ssize_t n)
     cdef _control(self, bytes payload, list events)
     cpdef space(self)
-    cpdef filled(self, Py_ssize_t n, list events)
+    cpdef bint filled(self, Py_ssize_t n, list events) except? -1
     cdef _put(self, chunk, list events)
     cdef _assembled(self, Py_ssize_t n, list events)
     @cython.locals(n=Py_ssize_t, last=bint)

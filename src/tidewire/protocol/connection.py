@@ -165,10 +165,11 @@ class Connection:
             return None
         return self.reader.space()
 
-    def received_into(self, n: int) -> None:
-        """``n`` bytes were read into ``receive_space()``. Then collect events
-        as after ``receive_data()``."""
-        self.reader.filled(n, self._events)  # type: ignore[arg-type]
+    def received_into(self, n: int) -> bool:
+        """``n`` bytes were read into ``receive_space()``; return whether more
+        of the message is still to come. Then collect events as after
+        ``receive_data()``."""
+        return self.reader.filled(n, self._events)  # type: ignore[arg-type]
 
     def _ignoring(self) -> bool:
         """Whether frames that come now are dropped unread."""

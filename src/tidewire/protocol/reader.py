@@ -248,14 +248,16 @@ class Reader:
             return None
         return whole.space()
 
-    def filled(self, n: int, events: list[Event]) -> None:
+    def filled(self, n: int, events: list[Event]) -> bool:
         """``n`` bytes were written into ``space()``: unmask them where they are;
-        append the message once it is complete."""
+        append the message once it is complete. Return whether more of it is
+        still to come."""
         whole = self._whole
         if whole is None:
             raise ValueError("no message is being assembled")
         whole.filled(n, self._mask)
         self._assembled(n, events)
+        return self._whole is not None
 
     def _put(self, chunk: memoryview, events: list[Event]) -> None:
         """Copy the next payload bytes of a large one-frame binary message into
