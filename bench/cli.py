@@ -83,7 +83,7 @@ def run_scenario(scenario: Scenario, settings: Settings) -> dict[str, list[Sampl
             samples[name].append(sample)
             shown = report.fmt(sample.value) if sample.value is not None else sample.note
             details = report.sample_details(scenario, sample)
-            progress(f"  {rep + 1}/{settings.reps} {name:<11} {shown} {scenario.unit}{details}")
+            progress(f"  {rep + 1}/{settings.reps} {name:<13} {shown} {scenario.unit}{details}")
     return samples
 
 

@@ -35,7 +35,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Event = dict[str, Any]
 
 
-
 def terminate(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL after 10 s; wait for the exit."""
     if proc.poll() is None:
@@ -45,6 +44,7 @@ def terminate(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
 
 class BenchError(RuntimeError):
     """A sample could not be measured; the message says why."""
@@ -135,6 +135,8 @@ class ServerProcess:
         argv += ["--mode", mode, "--loop", settings.loop]
         if name == "tidewire-cb":
             argv.append("--callback")
+        if name == "tidewire-once":
+            argv.append("--server-no-context-takeover")
         if compression:
             argv.append("--compression")
         self._spawn(name, argv, settings, library_env(name))

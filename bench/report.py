@@ -307,7 +307,10 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         " websockets are set to it), memLevel 8, 15-bit windows, context takeover both ways;"
         " websockets is configured so (its own default: 12-bit windows, memLevel 5). The load"
         " generator sends messages compressed ahead of time (level 6, a rotating set wider"
-        " than the window), so it only inflates." + (f" Agreed: {agreed}." if agreed else ""),
+        " than the window), so it only inflates. In compressed fan-out the \"tidewire,"
+        ' compressed once" row sets `server_no_context_takeover` (as `tidewire serve` does),'
+        " so that `broadcast()` compresses each message once for all clients; every other"
+        " row compresses it for each client." + (f" Agreed: {agreed}." if agreed else ""),
         "- Raw TCP (limit): an `asyncio.Protocol` on the same loop that writes back what it"
         " reads (the load generator waits for as many bytes as it sent); no WebSocket at"
         " all. In fan-out it writes prebuilt frames; in the client scenario it is a client"

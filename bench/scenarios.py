@@ -30,12 +30,15 @@ from bench.settings import Settings
 # tidewire's rows: the async API (``async for``); the callback one
 # (``ws.on_message(ws.send_nowait)``), as picows' users write it; and the async API
 # on the pure-Python twins (TIDEWIRE_NO_SPEEDUPS=1), which must still beat websockets.
-OURS = ("tidewire", "tidewire-cb", "tidewire-py")
-SERVERS = (*OURS, "picows", "websockets", "aiohttp", "rawtcp")
+# Compressed fan-out has one more, "tidewire-once": server_no_context_takeover, as the
+# hub runs, so that broadcast() compresses each message once for all.
+ROWS = ("tidewire", "tidewire-cb", "tidewire-py")
+OURS = (*ROWS, "tidewire-once")  # never "the best other library"
+SERVERS = (*ROWS, "picows", "websockets", "aiohttp", "rawtcp")
 # Where no messages come in (fan-out, idle memory), one way of taking them in is enough.
 OTHERS = ("tidewire", "tidewire-py", "picows", "websockets", "aiohttp", "rawtcp")
-COMPRESSING = (*OURS, "websockets", "aiohttp")
-CLIENTS = (*OURS, "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
+COMPRESSING = (*ROWS, "websockets", "aiohttp")
+CLIENTS = (*ROWS, "picows", "websockets", "aiohttp", "rawtcp", "loadgen")
 NO_SPEEDUPS_RIVAL = "websockets"  # what the pure-Python twins are held to
 LIMIT = "rawtcp"  # measured with the others, the ceiling of any of them on this loop
 REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
@@ -52,6 +55,7 @@ LABELS = {
     "tidewire": "tidewire",
     "tidewire-cb": "tidewire, on_message()",
     "tidewire-py": "tidewire, no speedups",
+    "tidewire-once": "tidewire, compressed once",
     "picows": "picows",
     "websockets": "websockets",
     "aiohttp": "aiohttp",
@@ -192,38 +196,64 @@ def echo(size: int, conns: int, binary: bool, compression: bool = False) -> Meas
     return measure
 
 
-def connect(name: str, settings: Settings) -> Sample:
+def connect(compression: bool = False) -> Measure:
     """Slots loop over: connect, upgrade, one 64 B echo, close handshake."""
-    with ServerProcess(name, "echo", False, settings) as server:
-        gen = load.loadgen(
-            "connect",
-            server.port,
-            settings,
-            conns=settings.connect_slots,
-            size=64,
-            raw=name == LIMIT,
-            warmup=settings.warmup,
-            duration=settings.duration,
-        )
-        result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
-    note = check(result, 1)
-    return meters.sample(result["cycles"] / result["seconds"], note)
+
+    def measure(name: str, settings: Settings) -> Sample:
+        with ServerProcess(name, "echo", compression, settings) as server:
+            gen = load.loadgen(
+                "connect",
+                server.port,
+                settings,
+                conns=settings.connect_slots,
+                size=64,
+                raw=name == LIMIT,
+                deflate=compression,
+                warmup=settings.warmup,
+                duration=settings.duration,
+            )
+            result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+        note = check(result, 1, compression)
+        return meters.sample(result["cycles"] / result["seconds"], note)
+
+    return measure
 
 
-def idle_memory(name: str, settings: Settings) -> Sample:
+def idle_memory(compression: bool = False) -> Measure:
     """Server RSS growth per open idle connection, in KiB."""
+
+    def measure(name: str, settings: Settings) -> Sample:
+        return _idle_memory(name, settings, compression)
+
+    return measure
+
+
+def _idle_memory(name: str, settings: Settings, compression: bool) -> Sample:
     conns = settings.idle_conns
-    with ServerProcess(name, "echo", False, settings) as server:
+    with ServerProcess(name, "echo", compression, settings) as server:
         # One short echo first, so that code paths and their imports are loaded.
         warm = load.loadgen(
-            "echo", server.port, settings, raw=name == LIMIT, warmup=0.1, duration=0.3
+            "echo",
+            server.port,
+            settings,
+            raw=name == LIMIT,
+            deflate=compression,
+            warmup=0.1,
+            duration=0.3,
         )
-        check(warm.run(30), 1)
+        check(warm.run(30), 1, compression)
         time.sleep(0.5)
         before = server.rss_bytes()
         after: list[int] = []
         gen = load.loadgen(
-            "idle", server.port, settings, hold_stdin=True, conns=conns, raw=name == LIMIT, hold=120
+            "idle",
+            server.port,
+            settings,
+            hold_stdin=True,
+            conns=conns,
+            raw=name == LIMIT,
+            deflate=compression,
+            hold=120,
         )
 
         def on_event(event: Event) -> None:
@@ -234,7 +264,7 @@ def idle_memory(name: str, settings: Settings) -> Sample:
 
         result = gen.run(300, on_event)  # the load generator gives up at hold + 120 s
         server.check_alive()
-    note = check(result, conns)
+    note = check(result, conns, compression)
     if not after:
         raise BenchError("the load generator never got its connections ready")
     if result["dropped"]:
@@ -242,10 +272,18 @@ def idle_memory(name: str, settings: Settings) -> Sample:
     return Sample((after[0] - before) / result["opened"] / 1024, note=note)
 
 
-def fanout(name: str, settings: Settings) -> Sample:
+def fanout(compression: bool = False) -> Measure:
     """Deliveries/s of 1 KiB messages to every client, counted at the clients."""
+
+    def measure(name: str, settings: Settings) -> Sample:
+        return _fanout(name, settings, compression)
+
+    return measure
+
+
+def _fanout(name: str, settings: Settings, compression: bool) -> Sample:
     conns = settings.fanout_conns
-    with ServerProcess(name, "fanout", False, settings) as server:
+    with ServerProcess(name, "fanout", compression, settings) as server:
         gen = load.loadgen(
             "fanout",
             server.port,
@@ -254,12 +292,13 @@ def fanout(name: str, settings: Settings) -> Sample:
             size=FANOUT_SIZE,
             binary=True,
             raw=name == LIMIT,
+            deflate=compression,
             count=settings.fanout_count,
             rounds=settings.fanout_rounds,
             timeout=300,
         )
         result, meters = run_metered(server, gen, 330)
-    note = check(result, conns)
+    note = check(result, conns, compression)
     if result["seconds"] <= 0:
         raise BenchError(f"no measured round ({result['last_error']})")
     delivered = result["deliveries"] / result["expected"] if result["expected"] else 0.0
@@ -430,40 +469,7 @@ def all_scenarios(s: Settings) -> list[Scenario]:
         Scenario(c.key, c.title, c.unit, c.what() + ".", SERVERS, echo(c.size, c.conns, c.binary))
         for c in ECHO_CASES
     ]
-    scenarios.append(
-        Scenario(
-            "connect",
-            "New connections",
-            "connections/s",
-            f"{s.connect_slots} at a time: connect, upgrade, one 64 B echo, close handshake"
-            " (the server closes TCP first).",
-            SERVERS,
-            connect,
-        )
-    )
-    scenarios.append(
-        Scenario(
-            "idle-memory",
-            f"Memory per idle connection, {s.idle_conns:,} open",
-            "KiB/connection",
-            f"Server RSS growth over {s.idle_conns:,} open idle connections, divided by their"
-            " number, after one warm-up echo. Lower is better.",
-            OTHERS,
-            idle_memory,
-            higher_is_better=False,
-        )
-    )
-    scenarios.append(
-        Scenario(
-            "fanout",
-            f"Fan-out, 1 KiB to {s.fanout_conns:,} clients",
-            "deliveries/s",
-            f"A trigger makes the server send {s.fanout_count} binary messages of 1 KiB to each"
-            f" of {s.fanout_conns:,} clients; messages received per second, at the clients.",
-            OTHERS,
-            fanout,
-        )
-    )
+    scenarios += connection_scenarios(s, compression=False)
     scenarios += [
         Scenario(
             f"{c.key}-deflate",
@@ -475,6 +481,7 @@ def all_scenarios(s: Settings) -> list[Scenario]:
         )
         for c in ECHO_CASES
     ]
+    scenarios += connection_scenarios(s, compression=True)
     scenarios.append(
         Scenario(
             "hub",
@@ -513,3 +520,44 @@ def all_scenarios(s: Settings) -> list[Scenario]:
         )
     )
     return scenarios
+
+
+def connection_scenarios(s: Settings, compression: bool) -> list[Scenario]:
+    """New connections, idle memory and fan-out, with permessage-deflate or without."""
+    suffix, title, what = (
+        ("-deflate", ", compressed", " permessage-deflate on.") if compression else ("", "", "")
+    )
+    # Without compression every library takes part; with it, those that have it.
+    servers = COMPRESSING if compression else SERVERS
+    others = tuple(n for n in OTHERS if n in servers)
+    fans = ("tidewire", "tidewire-once", *others[1:]) if compression else others
+    return [
+        Scenario(
+            f"connect{suffix}",
+            f"New connections{title}",
+            "connections/s",
+            f"{s.connect_slots} at a time: connect, upgrade, one 64 B echo, close handshake"
+            " (the server closes TCP first)." + what,
+            servers,
+            connect(compression),
+        ),
+        Scenario(
+            f"idle-memory{suffix}",
+            f"Memory per idle connection, {s.idle_conns:,} open{title}",
+            "KiB/connection",
+            f"Server RSS growth over {s.idle_conns:,} open idle connections, divided by their"
+            " number, after one warm-up echo. Lower is better." + what,
+            others,
+            idle_memory(compression),
+            higher_is_better=False,
+        ),
+        Scenario(
+            f"fanout{suffix}",
+            f"Fan-out, 1 KiB to {s.fanout_conns:,} clients{title}",
+            "deliveries/s",
+            f"A trigger makes the server send {s.fanout_count} binary messages of 1 KiB to each"
+            f" of {s.fanout_conns:,} clients; messages received per second, at the clients." + what,
+            fans,
+            fanout(compression),
+        ),
+    ]

@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--callback", action="store_true", help="tidewire: take messages in with on_message()"
     )
+    parser.add_argument(
+        "--server-no-context-takeover",
+        action="store_true",
+        help="tidewire: compress each message on its own, so broadcast() compresses it once",
+    )
     return parser.parse_args(argv)
 
 

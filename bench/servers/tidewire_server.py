@@ -86,7 +86,9 @@ async def main(args: argparse.Namespace) -> None:
         args.port,
         compression="deflate" if args.compression else None,
         deflate_options=tidewire.DeflateOptions(
-            level=common.ZLIB_LEVEL, mem_level=common.ZLIB_MEM_LEVEL
+            level=common.ZLIB_LEVEL,
+            mem_level=common.ZLIB_MEM_LEVEL,
+            server_no_context_takeover=args.server_no_context_takeover,
         ),
         max_size=common.MAX_SIZE,
         ping_interval=None,
