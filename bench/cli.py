@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import chart, report, stats
+from bench import chart, report, stats, targets
 from bench.load import LOADGEN
 from bench.procs import REPO, BenchError
 from bench.scenarios import Sample, Scenario, all_scenarios
@@ -123,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         key: {name: stats.summarize(name, s) for name, s in per_lib.items()}
         for key, per_lib in all_samples.items()
     }
-    text = report.markdown(scenarios, summaries, settings, machine, infos, elapsed)
+    text = report.markdown(
+        scenarios,
+        summaries,
+        settings,
+        machine,
+        infos,
+        elapsed,
+        targets.section(scenarios, summaries),
+    )
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(text)

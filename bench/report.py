@@ -392,13 +392,17 @@ def markdown(
     machine: dict[str, Any],
     infos: dict[str, dict[str, Any]],
     elapsed: float,
+    targets: str = "",
 ) -> str:
+    """The whole of results.md; ``targets`` is a section put before the tables."""
     tables = "\n".join(scenario_table(sc, summaries[sc.key]) for sc in scenarios)
+    preface = f"{targets}\n" if targets else ""
     return (
         "# tidewire benchmarks\n\n"
         "Made by `make bench` (bench/README.md says how). Servers: tidewire, picows,"
         " websockets, aiohttp, and a raw TCP echo on the same event loop as their upper"
         " limit.\n\n"
+        f"{preface}"
         "## Results\n\n"
         f"{tables}\n"
         f"{settings_section(settings, infos)}\n"

@@ -1,0 +1,103 @@
+"""The speed targets tidewire set itself, checked against one run's medians.
+
+Each target is a ratio of medians of the same run: tidewire's row over a rival's
+row in one scenario. results.md shows them first, met or not, so that a reader
+doesn't have to work the ratios out of the tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import stats
+from bench.report import LABELS, fmt_ratio
+from bench.scenarios import LIMIT, NO_SPEEDUPS_RIVAL, Scenario
+from bench.stats import Summary
+
+# The rows held to the targets: the async API, and the callback one.
+HELD = ("tidewire", "tidewire-cb")
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str  # a scenario key
+    rival: str  # the row tidewire's row is divided by
+    bound: float  # the ratio to reach
+    what: str
+    lower_is_better: bool = False  # the ratio must stay at or under the bound
+
+    @property
+    def needed(self) -> str:
+        return f"{'≤' if self.lower_is_better else '≥'} {fmt_ratio(self.bound)}"
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.bound if self.lower_is_better else ratio >= self.bound
+
+
+TARGETS = (
+    Target("echo-64-64", "picows", 1.2, "echo 64 B × 64 against picows"),
+    Target("echo-64-64", "websockets", 3.0, "echo 64 B × 64 against websockets"),
+    Target("echo-64-64", "rawtcp", 0.85, "echo 64 B × 64 against raw TCP"),
+    Target("echo-1m-16", "picows", 1.0, "echo 1 MiB × 16 against picows"),
+    Target("connect", "websockets", 2.0, "new connections against websockets"),
+    Target(
+        "idle-memory",
+        "websockets",
+        0.5,
+        "memory per idle connection against websockets",
+        lower_is_better=True,
+    ),
+    Target("fanout", "websockets", 3.0, "fan-out against websockets' broadcast()"),
+)
+
+
+def _ratio(ours: Summary | None, rival: Summary | None) -> float | None:
+    return stats.ratio(ours.median if ours else None, rival.median if rival else None)
+
+
+def _cell(target: Target, ours: Summary | None, rival: Summary | None) -> str:
+    r = _ratio(ours, rival)
+    if r is None:
+        return "—"
+    return f"{fmt_ratio(r)} {'✓' if target.met(r) else '✗'}"
+
+
+def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]]) -> str:
+    """The targets of the scenarios in this run, met (✓) or missed (✗)."""
+    ran = {sc.key for sc in scenarios}
+    held = []
+    for t in TARGETS:
+        if t.scenario in ran:
+            rows = summaries[t.scenario]
+            cells = " | ".join(_cell(t, rows.get(n), rows.get(t.rival)) for n in HELD)
+            limit = None if t.rival == LIMIT else _ratio(rows.get(LIMIT), rows.get(t.rival))
+            held.append(f"| {t.what} | {t.needed} | {cells} | {fmt_ratio(limit)} |")
+    twins = []
+    for sc in scenarios:
+        rows = summaries[sc.key]
+        if "tidewire-py" in rows and NO_SPEEDUPS_RIVAL in rows:
+            ahead = Target(sc.key, NO_SPEEDUPS_RIVAL, 1.0, "", not sc.higher_is_better)
+            cell = _cell(ahead, rows["tidewire-py"], rows[NO_SPEEDUPS_RIVAL])
+            twins.append(f"| {sc.title} | {cell} |")
+    lines = ["## Targets", ""]
+    if held:
+        lines += [
+            "Ratios of medians in this run; ✓ met, ✗ missed. The last column is the raw TCP"
+            " echo on the same loop, no WebSocket at all, held to the same rival: a target"
+            " above it is beyond what any server on this loop reaches.",
+            "",
+            "| target | needed | " + " | ".join(LABELS[n] for n in (*HELD, LIMIT)) + " |",
+            "|---|---|" + "---:|" * (len(HELD) + 1),
+            *held,
+            "",
+        ]
+    if twins:
+        lines += [
+            f"With speedups off, ahead of {NO_SPEEDUPS_RIVAL} in every scenario:",
+            "",
+            f"| scenario | {LABELS['tidewire-py']} / {NO_SPEEDUPS_RIVAL} |",
+            "|---|---:|",
+            *twins,
+            "",
+        ]
+    return "\n".join(lines) if held or twins else ""
