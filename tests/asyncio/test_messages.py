@@ -92,3 +92,19 @@ async def test_reading_pauses_at_high_and_resumes_at_low() -> None:
     assert calls == ["pause"]
     assert [await q.get(end) for _ in range(3)] == ["0", "1", "2"]
     assert calls == ["pause", "resume"]
+
+
+async def test_a_waiting_get_makes_its_future_on_the_queues_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Python 3.11 asyncio.get_running_loop() makes a getpid() system call:
+    # a get() that waits, once per message, must not call it.
+    q, _ = queue()
+
+    def looked_up() -> asyncio.AbstractEventLoop:
+        raise AssertionError("get() looked up the running loop")
+
+    monkeypatch.setattr(asyncio, "get_running_loop", looked_up)
+    task = await waiting_get(q)
+    q.put("a")
+    assert await task == "a"

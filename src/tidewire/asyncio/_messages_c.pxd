@@ -12,5 +12,6 @@ cdef class MessageQueue:
     cdef object _waiter
     cdef bint _handed
     cdef bint _paused
+    cdef object _loop
 
     cpdef put(self, message)

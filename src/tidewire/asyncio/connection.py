@@ -79,6 +79,7 @@ class Connection:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         logger: logging.Logger | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -86,9 +87,13 @@ class Connection:
         self.write_limit = write_limit
         self._id: uuid.UUID | None = None
         self.logger = logger or logging.getLogger("tidewire")
-        self.loop = asyncio.get_running_loop()
+        # The running loop; a server passes its own, which spares a getpid()
+        # system call per connection (get_running_loop() makes one on 3.11).
+        self.loop = loop = asyncio.get_running_loop() if loop is None else loop
         self.transport: asyncio.Transport | None = None
-        self.messages = MessageQueue(max_queue, None, self._pause_reading, self._resume_reading)
+        self.messages = MessageQueue(
+            max_queue, None, self._pause_reading, self._resume_reading, loop=loop
+        )
         self.closed = self.loop.create_future()  # result None once the socket closed
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._drain: asyncio.Future[None] | None = None

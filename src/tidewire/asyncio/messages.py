@@ -21,7 +21,7 @@ __all__ = ["MessageQueue"]
 class MessageQueue:
     __slots__ = (
         "high", "low", "closed", "drained", "_pause", "_resume", "_queue", "_head",
-        "_waiter", "_handed", "_paused",
+        "_waiter", "_handed", "_paused", "_loop",
     )
 
     def __init__(
@@ -31,6 +31,7 @@ class MessageQueue:
         pause: Callable[[], None],
         resume: Callable[[], None],
         drained: Callable[[], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         if high is not None and low is None:
             low = high // 4
@@ -51,6 +52,9 @@ class MessageQueue:
         self._handed = False
         self._paused = False
         self.closed = False
+        # Looked up once: on Python 3.11 get_running_loop() makes a getpid()
+        # system call, which a get() that waits would pay per message.
+        self._loop = asyncio.get_running_loop() if loop is None else loop
 
     def __len__(self) -> int:
         return len(self._queue) - self._head + self._handed
@@ -118,7 +122,7 @@ class MessageQueue:
                 if self.closed:
                     raise end()
                 waiter: asyncio.Future[str | bytes | None]
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                waiter = self._waiter = self._loop.create_future()
                 try:
                     handed = await waiter
                 except BaseException:

@@ -168,7 +168,8 @@ class Server:
         self._open_timer: asyncio.TimerHandle | None = None
         self.server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._closed = self._loop.create_future()
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -186,7 +187,7 @@ class Server:
     def _open_timer_due(self) -> None:
         self._open_timer = None
         opening = self._opening
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         now = loop.time()
         while opening:
             conn, deadline = next(iter(opening.items()))
@@ -197,7 +198,9 @@ class Server:
             conn._on_open_timeout()
 
     def _make_connection(self) -> ServerConnection:
-        return ServerConnection(self, self._protocol_factory(), **self._connection_options)
+        return ServerConnection(
+            self, self._protocol_factory(), loop=self._loop, **self._connection_options
+        )
 
     @property
     def connections(self) -> set[ServerConnection]:
@@ -217,7 +220,7 @@ class Server:
         """Stop accepting; close every connection with 1001 (going away) and
         ``reason``, for example a hint that clients may reconnect elsewhere."""
         if self._closing is None:
-            self._closing = asyncio.get_running_loop().create_task(
+            self._closing = self._loop.create_task(
                 self._close(close_connections, reason)
             )
 
