@@ -150,7 +150,8 @@ class connect:
         def factory() -> asyncio.Protocol:
             protocol = proto.ClientProtocol(uri, **self._protocol_args)
             # An asyncio protocol by its methods, not by its base: see Connection.
-            return cast(asyncio.Protocol, ClientConnection(protocol, **self._connection_args))
+            conn = ClientConnection(protocol, loop=loop, **self._connection_args)
+            return cast(asyncio.Protocol, conn)
 
         kwargs = dict(self._kwargs)
         if self._ssl and "server_hostname" not in kwargs:
