@@ -10,9 +10,11 @@ are zeroed after a warm-up and dumped after the measured run; the instructions
 over the messages echoed meanwhile is the figure. What runs in the kernel (the
 reads, writes and epoll of every message) isn't counted: every server makes
 the same system calls per message, and they are most of the time.
+``--connect`` counts whole connections instead, as the connection-rate scenario
+makes them (connect, upgrade, one 64 B echo, close handshake).
 
     python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
-                              [--size BYTES --conns N]
+                              [--size BYTES --conns N] [--connect]
 """
 
 from __future__ import annotations
@@ -48,14 +50,18 @@ def control(option: str, pid: int) -> None:
 
 def echo(port: int, raw: bool, args: argparse.Namespace, server: int) -> int:
     """Run the load generator, counting only its measured window: the number
-    of messages echoed then."""
-    # Four handshakes at a time: under valgrind, 64 at once outlast the
-    # load generator's 5 s limit on an opening.
-    argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", str(args.conns),
-            "--size", str(args.size or 64), "--inflight", "4", "--warmup", "5",
-            "--duration", str(args.seconds)]
+    of messages echoed then, or of whole connections with ``--connect``."""
+    if args.connect:
+        argv = [str(LOADGEN), "connect", "--port", str(port), "--conns", str(args.conns),
+                "--size", "64", "--warmup", "5", "--duration", str(args.seconds)]
+    else:
+        # Four handshakes at a time: under valgrind, 64 at once outlast the
+        # load generator's 5 s limit on an opening.
+        argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", str(args.conns),
+                "--size", str(args.size or 64), "--inflight", "4", "--warmup", "5",
+                "--duration", str(args.seconds)]
+        argv += ["--binary"] if args.size else []
     argv += ["--raw"] if raw else []
-    argv += ["--binary"] if args.size else []
     gen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert gen.stdout is not None
     result = {}
@@ -66,9 +72,10 @@ def echo(port: int, raw: bool, args: argparse.Namespace, server: int) -> int:
         elif result.get("event") == "measured":
             control("-d", server)
     gen.wait()
-    if gen.returncode != 0 or result.get("opened") != args.conns or result.get("errors"):
+    opened = result.get("opened", 0) >= 1 if args.connect else result.get("opened") == args.conns
+    if gen.returncode != 0 or not opened or result.get("errors"):
         raise SystemExit(f"the load generator failed ({gen.returncode}): {result}")
-    return int(result["messages"])
+    return int(result["cycles" if args.connect else "messages"])
 
 
 def count(name: str, args: argparse.Namespace) -> tuple[int, int]:
@@ -115,8 +122,13 @@ def main() -> int:
                         help="keep each server's callgrind dump there, for a profile")
     parser.add_argument("--size", type=int, metavar="BYTES",
                         help="echo binary messages of this size instead of 64 B text")
-    parser.add_argument("--conns", type=int, default=64)
+    parser.add_argument("--conns", type=int, help="64 for echoes, 4 slots for --connect")
+    parser.add_argument("--connect", action="store_true",
+                        help="count whole connections (connect, upgrade, one 64 B echo, close)"
+                        " instead of echoed messages")
     args = parser.parse_args()
+    if args.conns is None:
+        args.conns = 4 if args.connect else 64
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is missing; `apt-get install valgrind` (make instructions "
@@ -126,9 +138,14 @@ def main() -> int:
         print(f"error: {LOADGEN} is missing: build it with `make bench`", file=sys.stderr)
         return 1
     names = args.only or list(SERVERS)
-    what = f"{args.size:,} B binary" if args.size else "64 B text"
-    print(f"Each benchmark server on real sockets (uvloop, {args.conns} connections, {what}): "
-          "user-space instructions per echoed message, kernel not counted:")
+    if args.connect:
+        print(f"Each benchmark server on real sockets (uvloop, {args.conns} connections at a"
+              " time): user-space instructions per connection (connect, upgrade, one 64 B"
+              " echo, close), kernel not counted:")
+    else:
+        what = f"{args.size:,} B binary" if args.size else "64 B text"
+        print(f"Each benchmark server on real sockets (uvloop, {args.conns} connections,"
+              f" {what}): user-space instructions per echoed message, kernel not counted:")
     each = {}
     for name in names:
         instructions, messages = count(name, args)
