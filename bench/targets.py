@@ -59,7 +59,11 @@ def _cell(target: Target, ours: Summary | None, rival: Summary | None) -> str:
     r = _ratio(ours, rival)
     if r is None:
         return "—"
-    return f"{fmt_ratio(r)} {'✓' if target.met(r) else '✗'}"
+    met = target.met(r)
+    shown = fmt_ratio(r)
+    if shown == fmt_ratio(target.bound) and not met:
+        shown = f"{r:.3f}×"  # "1.00× ✗" would puzzle: show how close it came
+    return f"{shown} {'✓' if met else '✗'}"
 
 
 def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]]) -> str:
