@@ -169,28 +169,38 @@ def run_metered(
     return result, meters
 
 
+def timed_load(
+    name: str, settings: Settings, mode: str, compression: bool, **options: load.Option
+) -> tuple[dict[str, Any], Meters, dict[str, Any]]:
+    """An echo server under the load generator's ``mode`` for the warm-up and the
+    measured window: the load's result, the meters and what the server said."""
+    with ServerProcess(name, "echo", compression, settings) as server:
+        gen = load.loadgen(
+            mode,
+            server.port,
+            settings,
+            raw=name == LIMIT,
+            deflate=compression,
+            warmup=settings.warmup,
+            duration=settings.duration,
+            **options,
+        )
+        result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+    return result, meters, server.info
+
+
 def echo(size: int, conns: int, binary: bool, compression: bool = False) -> Measure:
     """Each connection keeps one message in flight; messages/s, or MB/s above 1 KiB."""
 
     def measure(name: str, settings: Settings) -> Sample:
-        with ServerProcess(name, "echo", compression, settings) as server:
-            gen = load.loadgen(
-                "echo",
-                server.port,
-                settings,
-                conns=conns,
-                size=size,
-                binary=binary,
-                raw=name == LIMIT,
-                deflate=compression,
-                warmup=settings.warmup,
-                duration=settings.duration,
-            )
-            result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+        result, meters, info = timed_load(
+            name, settings, "echo", compression, conns=conns, size=size, binary=binary
+        )
         note = check(result, conns, compression)
         rate = result["messages"] / result["seconds"]
         value = rate * size / 1e6 if size > 1024 else rate
-        info = dict(server.info, extensions=result["extensions"]) if compression else server.info
+        if compression:
+            info = dict(info, extensions=result["extensions"])
         return meters.sample(value, note, info)
 
     return measure
@@ -200,19 +210,9 @@ def connect(compression: bool = False) -> Measure:
     """Slots loop over: connect, upgrade, one 64 B echo, close handshake."""
 
     def measure(name: str, settings: Settings) -> Sample:
-        with ServerProcess(name, "echo", compression, settings) as server:
-            gen = load.loadgen(
-                "connect",
-                server.port,
-                settings,
-                conns=settings.connect_slots,
-                size=64,
-                raw=name == LIMIT,
-                deflate=compression,
-                warmup=settings.warmup,
-                duration=settings.duration,
-            )
-            result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+        result, meters, _ = timed_load(
+            name, settings, "connect", compression, conns=settings.connect_slots, size=64
+        )
         note = check(result, 1, compression)
         return meters.sample(result["cycles"] / result["seconds"], note)
 
