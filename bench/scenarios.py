@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bench import load
@@ -219,16 +220,8 @@ def connect(compression: bool = False) -> Measure:
     return measure
 
 
-def idle_memory(compression: bool = False) -> Measure:
+def idle_memory(name: str, settings: Settings, compression: bool) -> Sample:
     """Server RSS growth per open idle connection, in KiB."""
-
-    def measure(name: str, settings: Settings) -> Sample:
-        return _idle_memory(name, settings, compression)
-
-    return measure
-
-
-def _idle_memory(name: str, settings: Settings, compression: bool) -> Sample:
     conns = settings.idle_conns
     with ServerProcess(name, "echo", compression, settings) as server:
         # One short echo first, so that code paths and their imports are loaded.
@@ -272,16 +265,8 @@ def _idle_memory(name: str, settings: Settings, compression: bool) -> Sample:
     return Sample((after[0] - before) / result["opened"] / 1024, note=note)
 
 
-def fanout(compression: bool = False) -> Measure:
+def fanout(name: str, settings: Settings, compression: bool) -> Sample:
     """Deliveries/s of 1 KiB messages to every client, counted at the clients."""
-
-    def measure(name: str, settings: Settings) -> Sample:
-        return _fanout(name, settings, compression)
-
-    return measure
-
-
-def _fanout(name: str, settings: Settings, compression: bool) -> Sample:
     conns = settings.fanout_conns
     with ServerProcess(name, "fanout", compression, settings) as server:
         gen = load.loadgen(
@@ -530,7 +515,10 @@ def connection_scenarios(s: Settings, compression: bool) -> list[Scenario]:
     # Without compression every library takes part; with it, those that have it.
     servers = COMPRESSING if compression else SERVERS
     others = tuple(n for n in OTHERS if n in servers)
-    fans = ("tidewire", "tidewire-once", *others[1:]) if compression else others
+    fans = others
+    if compression:  # the compressed-once row right after tidewire's own
+        at = others.index("tidewire") + 1
+        fans = (*others[:at], "tidewire-once", *others[at:])
     return [
         Scenario(
             f"connect{suffix}",
@@ -548,7 +536,7 @@ def connection_scenarios(s: Settings, compression: bool) -> list[Scenario]:
             f"Server RSS growth over {s.idle_conns:,} open idle connections, divided by their"
             " number, after one warm-up echo. Lower is better." + what,
             others,
-            idle_memory(compression),
+            partial(idle_memory, compression=compression),
             higher_is_better=False,
         ),
         Scenario(
@@ -558,6 +546,6 @@ def connection_scenarios(s: Settings, compression: bool) -> list[Scenario]:
             f"A trigger makes the server send {s.fanout_count} binary messages of 1 KiB to each"
             f" of {s.fanout_conns:,} clients; messages received per second, at the clients." + what,
             fans,
-            fanout(compression),
+            partial(fanout, compression=compression),
         ),
     ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench import stats
-from bench.report import LABELS, fmt_ratio
-from bench.scenarios import LIMIT, NO_SPEEDUPS_RIVAL, Scenario
+from bench.report import fmt_ratio
+from bench.scenarios import LABELS, LIMIT, NO_SPEEDUPS_RIVAL, Scenario
 from bench.stats import Summary
 
 # The rows held to the targets: the async API, and the callback one.
