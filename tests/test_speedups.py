@@ -313,3 +313,31 @@ def test_reader_takes_any_bytes_like_chunk(wrap: Callable[[bytes], object]) -> N
         for pos in range(0, len(stream), 3):
             reader.feed(wrap(stream[pos : pos + 3]), events)  # type: ignore[arg-type]
         assert events == ["héllo", Ping(b"hi"), bytes(300)], cls
+
+
+@pytest.mark.parametrize("cut", range(6, 16))
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_encoded_surrogate_has_one_reason_wherever_the_message_is_cut(
+    cut: int, fragmented: bool
+) -> None:
+    """Found by fuzzing: CPython names ED A0 80 an "invalid continuation byte"
+    when it sees all three bytes, while the reader stops at two and says
+    "encoded surrogate"; the peer now reads one reason whatever the chunks."""
+    from tidewire.exceptions import InvalidUTF8
+    from tidewire.protocol.frames import build_frame
+
+    key = b"\x0f\xf0\x3c\xc3"
+    payload = b"ok\xed\xa0\x80tail"
+    if fragmented:
+        stream = build_frame(1, payload[:3], fin=False, mask=key) + build_frame(
+            0, payload[3:], mask=key
+        )
+    else:
+        stream = build_frame(1, payload, mask=key)
+    for cls in readers():
+        reader = cls(expect_mask=True, max_size=None)
+        events: list[object] = []
+        with pytest.raises(InvalidUTF8, match="encoded surrogate$"):
+            reader.feed(stream[:cut], events)
+            reader.feed(stream[cut:], events)
+        assert events == [], cls

@@ -35,6 +35,17 @@ _NO_FRAME = -1
 _ASSEMBLE_MIN = 1 << 16
 
 
+def _reason(exc: UnicodeDecodeError) -> str:
+    """Why UTF-8 was refused, the same wherever the message was cut: CPython
+    calls an encoded surrogate (ED A0..BF) an "invalid continuation byte" when
+    it has the third byte, and the reader says "encoded surrogate" when the
+    message stops before it."""
+    bad = exc.object[exc.start : exc.start + 2]
+    if len(bad) == 2 and bad[0] == 0xED and bad[1] >= 0xA0:
+        return "encoded surrogate"
+    return exc.reason
+
+
 class Reader:
     """Parses the frames of one direction of a connection.
 
@@ -310,7 +321,7 @@ class Reader:
                         decoder = self._decoder = _new_decoder()
                     text = decoder.decode(piece, last)
             except UnicodeDecodeError as exc:
-                raise InvalidUTF8(f"invalid UTF-8 in text message: {exc.reason}") from exc
+                raise InvalidUTF8(f"invalid UTF-8 in text message: {_reason(exc)}") from exc
             if not last:
                 # CPython's decoder notices an encoded surrogate (ED A0..BF)
                 # only at its third byte; fail at the second, like all others.
