@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidewire.exceptions import NegotiationError
+from tidewire.exceptions import NegotiationError, ProtocolError
 from tidewire.protocol import DeflateOptions
 from tidewire.protocol.deflate import (
     Deflate,
@@ -52,6 +52,31 @@ def test_reads_rfc_7692_fragmented_compressed_message() -> None:
     # RFC 7692 section 7.2.3.4
     frames = bytes([0x41, 0x03, 0xF2, 0x48, 0xCD, 0x80, 0x04, 0xC9, 0xC9, 0x07, 0x00])
     assert read(frames, codec()) == ["Hello"]
+
+
+@pytest.mark.parametrize("remote_no_context_takeover", [False, True])
+def test_reads_messages_after_one_that_ended_with_a_final_block(
+    remote_no_context_takeover: bool,
+) -> None:
+    """Found by fuzzing: after a message ended with BFINAL set (RFC 7692
+    section 7.2.3.5), zlib's stream had ended, and with context takeover every
+    later message came out empty. A final block ends the stream: the next
+    message starts a new one."""
+    final = bytes([0xC1, 0x08, 0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00])
+    plain = bytes([0xC1, 0x07, 0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
+    # The final block without the octet that follows it is read too.
+    bare = bytes([0xC1, 0x07, 0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
+    deflate = codec(remote_no_context_takeover=remote_no_context_takeover)
+    assert read(final + plain + bare + final + plain, deflate) == ["Hello"] * 5
+
+
+@pytest.mark.parametrize("extra", [b"\x01", b"\x00\x00", b"more data"])
+def test_data_after_a_final_block_fails_with_1002(extra: bytes) -> None:
+    payload = bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]) + extra
+    frame = bytes([0xC1, len(payload)]) + payload
+    with pytest.raises(ProtocolError, match="more after the final block") as info:
+        read(frame, codec())
+    assert info.value.code == 1002
 
 
 def test_reads_rfc_7692_uncompressed_message_on_deflate_connection() -> None:

@@ -26,6 +26,10 @@ __all__ = [
 
 NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"
+# What may follow a final block in a message: the octet that starts an empty
+# stored block (RFC 7692 section 7.2.3.5), then the tail we append; or the
+# tail alone.
+_AFTER_FINAL = (b"\x00" + _TAIL, _TAIL)
 
 Params = list[tuple[str, str | None]]
 
@@ -163,17 +167,29 @@ class Deflate:
                 out = d.decompress(data, limit + 1)
                 if len(out) > limit or d.unconsumed_tail:
                     raise PayloadTooBig("message too big after decompression")
-                return out
-            return d.decompress(data)
+            else:
+                out = d.decompress(data)
         except zlib.error as exc:
             raise ProtocolError(f"invalid compressed data: {exc}") from exc
+        if d.eof and not _after_final(d.unused_data):
+            # zlib would keep whatever follows a final block, unread.
+            raise ProtocolError("invalid compressed data: more after the final block")
+        return out
 
     def end_message(self, limit: int | None) -> bytes:
         """Finish an incoming message: flush what the stripped tail holds back."""
         out = self.decompress(_TAIL, limit)
-        if self.remote_no_context_takeover:
+        d = self._decompressor
+        # A message that ended with a final block (BFINAL, RFC 7692 section
+        # 7.2.3.5) ended its DEFLATE stream: the next one starts a new stream.
+        if self.remote_no_context_takeover or (d is not None and d.eof):
             self._decompressor = None
         return out
+
+
+def _after_final(unused: bytes) -> bool:
+    """Whether ``unused``, what came after a final block, may be there."""
+    return any(allowed.startswith(unused) for allowed in _AFTER_FINAL)
 
 
 def _check_params(params: Params) -> dict[str, str | None]:
