@@ -119,6 +119,28 @@ def test_data_after_close_frame_is_ignored(pair: Pair) -> None:
     assert pair.c2s() == [Close(1000)]
 
 
+@pytest.mark.parametrize("defer", [False, True], ids=["fail", "defer"])
+@pytest.mark.parametrize("together", [True, False], ids=["one-chunk", "two-chunks"])
+def test_violation_after_close_frame_is_ignored_in_any_chunk(
+    pair: Pair, together: bool, defer: bool
+) -> None:
+    """Found by fuzzing: a violation right behind a close frame, in the same
+    chunk, failed the connection, while in a later chunk it was ignored."""
+    pair.server.defer_failures = defer
+    close = build_frame(Opcode.CLOSE, b"\x03\xe8", mask=MASK)
+    rogue = bytes([0x8F, 0x80]) + MASK  # reserved opcode 0xF
+    if together:
+        pair.server.receive_data(close + rogue)
+    else:
+        pair.server.receive_data(close)
+        pair.server.receive_data(rogue)
+    assert pair.server.events_received() == [Close(1000)]
+    assert not pair.server.failed
+    assert pair.server.exc is None and pair.server.pending_failure is None
+    assert pair.server.closed_ok()
+    assert wire(pair.server) == b"\x88\x02\x03\xe8"
+
+
 def test_protocol_error_fails_with_1002_and_keeps_cause(pair: Pair) -> None:
     pair.server.receive_data(bytes([0x83, 0x80]) + MASK)  # reserved opcode 3
     assert pair.server.close_expected()

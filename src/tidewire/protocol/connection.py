@@ -148,6 +148,10 @@ class Connection:
             controls = self.reader.feed(data, events)  # type: ignore[arg-type]
         except ProtocolError as exc:
             self._handle(start)
+            if self.close_rcvd is not None:
+                # The violation came after a close frame, which ends what is
+                # read: ignored, as it is when it comes in a later chunk.
+                return
             if self.defer_failures and self.state is State.OPEN:
                 self.pending_failure = exc
             else:
