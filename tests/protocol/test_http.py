@@ -83,6 +83,13 @@ def test_bad_request_gets_status_and_reason(data: bytes, status: int, message: s
     assert info.value.status == status
 
 
+@pytest.mark.parametrize("line", [b"HTTP/1.1 403", b"HTTP/1.1 403 ", b"HTTP/1.0 403 Go away"])
+def test_parses_status_line_with_or_without_reason(line: bytes) -> None:
+    parsed = parse_response(line + b"\r\n\r\n")
+    assert parsed is not None and parsed[0].status == 403
+    assert parsed[0].reason == line[13:].decode()
+
+
 def test_parses_response() -> None:
     parsed = parse_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
     assert parsed is not None
@@ -90,6 +97,9 @@ def test_parses_response() -> None:
     assert response.status == 101 and response.headers["Upgrade"] == "websocket"
 
 
-def test_rejects_malformed_status_line() -> None:
+@pytest.mark.parametrize("status", [b"1O1", b"043", b"000", b"99", b"1010"])
+def test_rejects_malformed_status_line(status: bytes) -> None:
+    # Found by fuzzing: "043" was read as status 43. A status is 100 to 999,
+    # and "1010" isn't 101 with the reason "0".
     with pytest.raises(InvalidMessage, match="status line"):
-        parse_response(b"HTTP/1.1 1O1 Nope\r\n\r\n")
+        parse_response(b"HTTP/1.1 " + status + b" Nope\r\n\r\n")

@@ -39,7 +39,9 @@ _NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _RAW_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
 _FIELDS = re.compile(f"(?:{_NAME}:{_RAW_VALUE}\r\n)*{_NAME}:{_RAW_VALUE}")  # no groups: fast
 _FIELD_TEXT = re.compile(f"({_NAME}):({_RAW_VALUE})")
-_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ?([\x09\x20-\x7e\x80-\xff]*)")
+# A status is three digits, the first one its class (RFC 9110 section 15); a
+# space parts it from the reason, which may be left out.
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
 
 
 class Headers:
@@ -279,7 +281,7 @@ def parse_response(buf: bytearray | bytes) -> tuple[Response, int] | None:
         raise InvalidMessage(f"malformed status line: {_show(first)}")
     status = int(match[1])
     headers = _parse_headers(lines)
-    return Response(status, match[2].decode("latin-1"), headers), size
+    return Response(status, (match[2] or b"").decode("latin-1"), headers), size
 
 
 def body_length(response: Response) -> int | None:
