@@ -341,3 +341,31 @@ def test_encoded_surrogate_has_one_reason_wherever_the_message_is_cut(
             reader.feed(stream[:cut], events)
             reader.feed(stream[cut:], events)
         assert events == [], cls
+
+
+def test_huge_frame_header_allocates_nothing_up_front() -> None:
+    """Found by fuzzing: with no max_size, a header that claimed 256 MiB made
+    the reader allocate 256 MiB for it before one byte of it came. A frame
+    over 16 MiB is now gathered as it arrives, like a fragmented one."""
+    import tracemalloc
+
+    from tidewire.protocol.frames import build_frame
+
+    header = bytes([0x82, 0x7F]) + (1 << 28).to_bytes(8, "big")
+    for cls in readers():
+        reader = cls(expect_mask=False, max_size=None)
+        events: list[object] = []
+        tracemalloc.start()
+        try:
+            reader.feed(header + bytes(1000), events)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert reader.space() is None, cls
+        assert peak < 1 << 20, (cls, peak)
+    # Such a frame, when it does come, is read as before.
+    big = random.Random(3).randbytes((1 << 24) + 1)
+    for cls in readers():
+        events = []
+        cls(expect_mask=False, max_size=None).feed(build_frame(2, big), events)
+        assert events == [big], cls

@@ -31,8 +31,11 @@ _new_decoder = codecs.getincrementaldecoder("utf-8")
 
 # Reader._remaining between two frames.
 _NO_FRAME = -1
-# A binary message in one frame at least this long is assembled in place.
+# A binary message in one frame at least this long is assembled in place, in
+# a buffer of its size allocated when its header comes: unless the frame is
+# longer than this, which a header can claim without sending a byte more.
 _ASSEMBLE_MIN = 1 << 16
+_ASSEMBLE_MAX = 1 << 24
 
 
 def _reason(exc: UnicodeDecodeError) -> str:
@@ -123,7 +126,7 @@ class Reader:
                         self._opcode == 2
                         and self._fin
                         and not self._compressed
-                        and self._remaining >= _ASSEMBLE_MIN
+                        and _ASSEMBLE_MIN <= self._remaining <= _ASSEMBLE_MAX
                     ):
                         self._whole = Assembly(self._remaining)
                 avail = len(buf) - pos
