@@ -160,6 +160,10 @@ def test_server_accepts_offer(offer: str, response: str) -> None:
         "permessage-deflate; server_max_window_bits",
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; client_max_window_bits=08",
+        # Found by fuzzing: "²" (a latin-1 header byte) passed str.isdigit(),
+        # then int() raised ValueError out of the handshake.
+        'permessage-deflate; client_max_window_bits="\xb2"',
+        'permessage-deflate; server_max_window_bits="1\u0661"',
         "permessage-deflate; server_no_context_takeover=1",
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         "permessage-deflate; unknown_param",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tidewire.exceptions import InvalidHeader, InvalidStatus, NegotiationError
+from tidewire.exceptions import InvalidHeader, InvalidMessage, InvalidStatus, NegotiationError
 from tidewire.protocol import (
     ClientProtocol,
     Headers,
@@ -154,6 +154,27 @@ def test_server_refuses_bodies_it_cant_delimit(
     data = b"".join(server.data_to_send())
     assert data.startswith(b"HTTP/1.1 %d " % status)
     assert message.encode() in data
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb9", b"9" * 5000])
+def test_server_refuses_a_content_length_int_cant_read(value: bytes) -> None:
+    """Found by fuzzing: "²" (byte B2 read as latin-1) passed str.isdigit(),
+    and so did 5000 digits, over int()'s limit: int() then raised ValueError
+    out of receive_data() instead of a 400."""
+    server = ServerProtocol(max_body=100)
+    server.receive_data(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\n")
+    data = b"".join(server.data_to_send())
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert b"invalid Content-Length" in data
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"9" * 5000])
+def test_client_fails_on_a_refusal_with_a_content_length_int_cant_read(value: bytes) -> None:
+    c = client()
+    c.receive_data(b"HTTP/1.1 403 Forbidden\r\nContent-Length: " + value + b"\r\n\r\nno")
+    assert isinstance(c.handshake_exc, InvalidMessage)
+    assert "invalid Content-Length" in str(c.handshake_exc)
+    assert c.close_expected()
 
 
 def test_server_refuses_to_upgrade_other_methods() -> None:

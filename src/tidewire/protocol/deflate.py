@@ -187,6 +187,10 @@ class Deflate:
         return out
 
 
+# The values a max_window_bits parameter may take: "8" to "15", in ASCII.
+_WINDOW_BITS = frozenset(str(bits) for bits in range(8, 16))
+
+
 def _after_final(unused: bytes) -> bool:
     """Whether ``unused``, what came after a final block, may be there."""
     return any(allowed.startswith(unused) for allowed in _AFTER_FINAL)
@@ -202,9 +206,7 @@ def _check_params(params: Params) -> dict[str, str | None]:
             if value is not None:
                 raise NegotiationError(f"{name} takes no value")
         elif name in ("server_max_window_bits", "client_max_window_bits"):
-            if value is not None and (
-                not value.isdigit() or value.startswith("0") or not 8 <= int(value) <= 15
-            ):
+            if value is not None and value not in _WINDOW_BITS:
                 raise NegotiationError(f"invalid {name}={value}")
         else:
             raise NegotiationError(f"unknown parameter {name}")

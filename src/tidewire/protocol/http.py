@@ -39,6 +39,9 @@ _NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _RAW_VALUE = r"[\t\x20-\x7e\x80-\xff]*"
 _FIELDS = re.compile(f"(?:{_NAME}:{_RAW_VALUE}\r\n)*{_NAME}:{_RAW_VALUE}")  # no groups: fast
 _FIELD_TEXT = re.compile(f"({_NAME}):({_RAW_VALUE})")
+# ASCII digits only: str.isdigit() takes "²", which int() refuses, and 18 at
+# most, which int() reads without nearing its limit on digits.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 # A status is three digits, the first one its class (RFC 9110 section 15); a
 # space parts it from the reason, which may be left out.
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-9][0-9]{2})(?: ([\x09\x20-\x7e\x80-\xff]*))?")
@@ -262,7 +265,7 @@ def request_body_length(request: Request) -> int:
     values = request.headers.get_all("Content-Length")
     if not values:
         return 0
-    if len(set(values)) != 1 or not values[0].isdigit() or len(values[0]) > 18:
+    if len(set(values)) != 1 or not _CONTENT_LENGTH.fullmatch(values[0]):
         raise InvalidMessage(f"invalid Content-Length: {', '.join(values)[:40]}")
     return int(values[0])
 
@@ -291,6 +294,6 @@ def body_length(response: Response) -> int | None:
     value = response.headers.get("Content-Length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not _CONTENT_LENGTH.fullmatch(value):
         raise InvalidMessage(f"invalid Content-Length: {value[:40]}")
     return int(value)
