@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 LOADGEN := bench/loadgen/loadgen
 
-.PHONY: test serve lint typecheck unit compliance clean bench instructions
+.PHONY: test serve lint typecheck unit compliance clean bench instructions fuzz
 
 # Compiled twins are rebuilt when their sources change.
 $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
@@ -27,7 +27,7 @@ serve: $(STAMP)
 	$(BIN)/tidewire serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests compliance
+	$(BIN)/ruff check src tests compliance fuzzing
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -38,13 +38,19 @@ unit: $(STAMP)
 compliance: $(STAMP)
 	$(BIN)/pytest -m compliance
 
-# The whole suite with the compiled speedups, then the unit tests again on
-# their pure-Python twins.
+# The whole suite with the compiled speedups (a short run of each fuzz harness
+# included), then the unit tests again on their pure-Python twins.
 test: $(STAMP)
-	$(BIN)/ruff check src tests compliance
+	$(BIN)/ruff check src tests compliance fuzzing
 	$(BIN)/mypy
 	$(BIN)/pytest
-	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -m "not compliance"
+	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -m "not compliance and not fuzz"
+
+# `make fuzz` runs each harness of fuzzing/ for FUZZ_SECONDS (300) in turn;
+# FUZZ=name runs one. Crashes are saved into fuzzing/corpus/<name>/.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzzing.run --seconds $(FUZZ_SECONDS) $(FUZZ)
 
 # `make bench` runs the benchmarks (about 10-15 minutes); `make bench QUICK=1` is a
 # smoke run; BENCH_ARGS passes options, e.g. BENCH_ARGS="--only echo-64 --reps 5".
