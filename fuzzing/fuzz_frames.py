@@ -6,7 +6,8 @@ the core (see ``twins``): whole, one byte at a time, and cut where the input
 says (reading large messages through ``receive_space()`` where offered, as the
 asyncio layer does). Every run must end the same: the same events, the same
 error, the same close frames and the same bytes to send; messages received
-are echoed back, so that the compressor is compared too.
+are echoed back, so that the compressor is compared too. The masking
+functions of ``_speedups.c`` are also compared with ``mask.py``'s directly.
 
 The input: 4 bytes of settings (side and extensions, ``max_size``, failure
 mode, where data starts), 4 bytes of chunk sizes, then the byte stream.
@@ -259,11 +260,44 @@ def check_outcome(outcome: dict[str, object]) -> None:
         assert outcome["close_expected"]
 
 
+def compare_masking(
+    compiled: ModuleType, pure: ModuleType, stream: bytes, sizes: tuple[int, ...]
+) -> None:
+    """The masking functions of ``_speedups.c`` against ``mask.py``'s, directly:
+    any key, start, length, phase, and pieces of an assembly."""
+    fast, slow = compiled.mask, pure.mask
+    key = (stream[:4] + b"\x5a\xa5\x0f\xf0")[:4]
+    assert fast.apply_mask(stream, key) == slow.apply_mask_py(stream, key)
+    start, n, phase = sizes[0] % 8, len(stream) - sizes[0] % 8 - sizes[1] % 4, sizes[2]
+    mask = None if phase & 0x80 else key
+    if n >= 0:
+        assert fast.copy_unmasked(stream, start, n, mask, phase) == slow.copy_unmasked_py(
+            stream, start, n, mask, phase
+        )
+    wholes = [fast.Assembly(len(stream)), slow.AssemblyPy(len(stream))]
+    pos = turn = 0
+    while pos < len(stream):
+        n = sizes[turn % len(sizes)]
+        piece = stream[pos : pos + n]
+        mask = key if n & 1 else None  # pieces with and without a mask
+        for whole in wholes:
+            if n & 2:
+                with whole.space() as space:
+                    space[: len(piece)] = piece
+                whole.filled(len(piece), mask)
+            else:
+                whole.put(piece, mask)
+        pos += len(piece)
+        turn += 1
+    assert wholes[0].take() == wholes[1].take()
+
+
 def test_one_input(data: bytes) -> None:
     src = Source(data)
     setup = Setup.read(src)
     stream = src.rest()
     compiled, pure = twins.compiled(), twins.pure()
+    compare_masking(compiled, pure, stream, setup.sizes + (1, 1, 1))
     for how, run in [
         ("whole", lambda p: whole(p, setup, stream)),
         ("byte by byte", lambda p: cut(p, setup, stream, (1,))),
