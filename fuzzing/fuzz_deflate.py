@@ -18,9 +18,10 @@ The first input byte picks one of four checks, the rest is its input:
 
 from __future__ import annotations
 
-import sys
+import importlib
 import zlib
 
+from fuzzing.harness import fuzz
 from fuzzing.source import Source
 
 __all__ = ["test_one_input", "main", "seeds"]
@@ -231,12 +232,7 @@ def seeds() -> dict[str, bytes]:
 
 
 def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        import tidewire.protocol.deflate  # noqa: F401
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input, lambda: importlib.import_module("tidewire.protocol.deflate"))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ mode, where data starts), 4 bytes of chunk sizes, then the byte stream.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from types import ModuleType
 from typing import Any
 
 from fuzzing import twins
+from fuzzing.harness import fuzz
 from fuzzing.source import Source
 
 __all__ = ["test_one_input", "main"]
@@ -396,12 +396,7 @@ def seeds() -> dict[str, bytes]:
 
 
 def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        twins.pure()
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input, twins.pure)
 
 
 if __name__ == "__main__":

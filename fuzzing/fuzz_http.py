@@ -14,8 +14,9 @@ is raw bytes off the network:
 
 from __future__ import annotations
 
-import sys
+import importlib
 
+from fuzzing.harness import fuzz
 from fuzzing.source import Source
 
 __all__ = ["test_one_input", "main", "seeds"]
@@ -210,12 +211,7 @@ def seeds() -> dict[str, bytes]:
 
 
 def main() -> None:
-    import atheris
-
-    with atheris.instrument_imports():
-        import tidewire.protocol  # noqa: F401
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input, lambda: importlib.import_module("tidewire.protocol"))
 
 
 if __name__ == "__main__":
