@@ -147,7 +147,7 @@ def bomb(src: Source) -> None:
     codec = decoder(src)
     limit = src.pick([0, 1, 1000, 65_536, 1 << 20])
     fill = src.take(4) or b"\x00"
-    size = int.from_bytes(src.take(2), "big") * 64  # up to 4 MiB
+    size = int.from_bytes(src.take(2), "big") * 16  # up to 1 MiB, the largest limit
     level = src.byte() % 10
     sizes = src.take(3)
     data = (fill * (size // len(fill) + 1))[:size]
