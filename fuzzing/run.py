@@ -26,7 +26,7 @@ __all__ = ["HERE", "harnesses", "corpus_files", "Result", "fuzz", "main"]
 
 HERE = Path(__file__).resolve().parent
 RSS_LIMIT_MB = 2048
-INPUT_TIMEOUT = 30  # seconds for one input before it counts as a hang
+INPUT_TIMEOUT = 120  # seconds for one input before it counts as a hang (a loaded machine)
 
 
 def harnesses() -> list[str]:
