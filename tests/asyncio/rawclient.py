@@ -21,6 +21,7 @@ __all__ = [
     "RawClient",
     "accept_key",
     "build_frame",
+    "http_request",
     "new_key",
     "parse_http_response",
     "read_frame",
@@ -58,6 +59,15 @@ def upgrade_request(
     ]
     lines += [f"{name}: {value}" for name, value in extra or ()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def http_request(method: str, path: str, body: bytes = b"", *extra: str) -> bytes:
+    """A plain HTTP/1.1 request, with ``extra`` header lines ("Name: value");
+    a body comes with its Content-Length."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *extra]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def build_frame(
