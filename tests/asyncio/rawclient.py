@@ -213,6 +213,21 @@ class RawClient:
         response.body = body
         return response
 
+    async def read_response(self, seconds: float = 5) -> HttpResponse:
+        """One HTTP response on a connection that may stay open: the head,
+        then as many body bytes as Content-Length says."""
+
+        async def read() -> HttpResponse:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            response, rest = parse_http_response(head)
+            assert not rest
+            length = response.get("Content-Length")
+            assert length is not None, f"a response without Content-Length: {response}"
+            response.body = await self.reader.readexactly(int(length))
+            return response
+
+        return await asyncio.wait_for(read(), timeout(seconds))
+
     async def handshake(self, extra: list[tuple[str, str]] | None = None) -> HttpResponse:
         """Run a valid opening handshake; return the 101 response."""
         key = new_key()
