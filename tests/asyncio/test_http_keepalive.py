@@ -239,3 +239,19 @@ async def test_closing_the_server_closes_idle_kept_connections() -> None:
         srv.close()
         await client.expect_eof()
         await within(srv.wait_closed())
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+async def test_a_closing_answer_reaches_a_client_that_sent_more(keepalive: bool) -> None:
+    api = Api()
+    async with serving(api, http_keepalive=keepalive) as srv, raw(srv) as client:
+        # Pipelined requests and a body the server never reads: closing with
+        # them unread would reset the connection instead of ending it.
+        refused = http_request("POST", "/big", b"x" * 5000)
+        await client.write(get("/1", "Connection: close") + refused * 100)
+        assert (await client.read_response()).get("Connection") == "close"
+        await client.expect_eof()
+    async with serving(api, http_keepalive=keepalive) as srv, raw(srv) as client:
+        await client.write(refused * 100)
+        assert (await client.read_response()).status == 413
+        await client.expect_eof()

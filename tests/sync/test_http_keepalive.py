@@ -192,3 +192,23 @@ def test_shutdown_closes_idle_kept_connections() -> None:
     finally:
         if client is not None:
             client.close()
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+def test_a_closing_answer_reaches_a_client_that_sent_more(keepalive: bool) -> None:
+    api = Api()
+    refused = http_request("POST", "/big", b"x" * 5000)
+    with serving(api, http_keepalive=keepalive) as srv:
+        with raw(srv) as client:
+            # Pipelined requests and a body the server never reads: closing with
+            # them unread would reset the connection instead of ending it.
+            client.sock.sendall(get("/1", "Connection: close") + refused * 100)
+            assert client.read_response().get("Connection") == "close"
+            assert client.read_to_eof() == b""
+        with raw(srv) as client:
+            client.sock.sendall(refused * 100)
+            assert client.read_response().status == 413
+            assert client.read_to_eof() == b""
+            # The server still reads (and drops) what comes until we close.
+            client.sock.sendall(refused)
+            assert client.sock.recv(10) == b""

@@ -39,6 +39,7 @@ class ServerConnection(Connection):
         "server",
         "open_timeout",
         "handler_task",
+        "_lingering",
     )
 
     protocol: proto.ServerProtocol
@@ -57,6 +58,7 @@ class ServerConnection(Connection):
         protocol.defer_failures = True  # answer earlier messages before failing
         self.open_timeout = open_timeout
         self.handler_task: asyncio.Task[None] | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -151,6 +153,29 @@ class ServerConnection(Connection):
     def respond(self, status: int, text: str) -> Response:
         """A plain-text HTTP response, for ``process_request`` to refuse with."""
         return self.protocol.reject(status, text)
+
+    def _close_socket(self) -> None:
+        transport = self.transport
+        if (
+            self.protocol.state is not proto.State.CONNECTING
+            or transport is None
+            or self._sock_closed
+            or transport.is_closing()
+            or not transport.can_write_eof()
+        ):
+            super()._close_socket()
+            return
+        if self._lingering:
+            return
+        # The last HTTP answer is written. Closing with bytes of the client
+        # unread (a pipelined request, a refused body) would send a reset,
+        # which can destroy the answer before the client reads it: half-close
+        # instead, and drop what comes until the client closes too (RFC 9112
+        # section 9.6), or close_timeout passes.
+        self._lingering = True
+        transport.write_eof()
+        self._resume_reading()
+        self._arm_close_timer(self.close_timeout if self.close_timeout is not None else 10)
 
     def _on_closed(self) -> None:
         self.server._opening.discard(self)

@@ -172,8 +172,14 @@ class ServerProtocol(Connection):
         return size
 
     def receive_eof(self) -> None:
-        if self.state is State.CONNECTING and self.handshake_exc is None and self._head:
-            # A connection that sent nothing (a port check) isn't an error.
+        if (
+            self.state is State.CONNECTING
+            and self.handshake_exc is None
+            and self._head
+            and not self._closing
+        ):
+            # A connection that sent nothing (a port check) isn't an error,
+            # nor one that closes after its last answer.
             self.handshake_exc = InvalidMessage("connection closed during the handshake")
         super().receive_eof()
 

@@ -82,7 +82,8 @@ class ServerConnection(Connection):
                     break
                 # Kept: the next request may have come already, else wait for it.
                 if p.request is None and not self._next_request():
-                    break
+                    self.sock.close()  # idle, or closed by the client: no answer to protect
+                    return False
                 deadline = self.server.deadline()
             if p.handshake_exc is not None:
                 logger.info(
@@ -91,11 +92,26 @@ class ServerConnection(Connection):
                     p.handshake_exc,
                 )
             self.sock.shutdown(socket.SHUT_WR)
+            self._linger()
         except BaseException:
             self.sock.close()
             raise
         self.sock.close()
         return False
+
+    def _linger(self) -> None:
+        """After the last HTTP answer, drop what the client still sends until
+        it closes, or ``close_timeout`` passes: closing with its bytes unread
+        would send a reset, which can destroy the answer before the client
+        reads it (RFC 9112 section 9.6)."""
+        deadline = time.monotonic() + (self.close_timeout if self.close_timeout is not None else 10)
+        try:
+            while True:
+                self.sock.settimeout(remaining(deadline))
+                if not self.sock.recv(RECV_SIZE):
+                    return
+        except OSError:  # TimeoutError included
+            return
 
     def _next_request(self) -> bool:
         """Wait ``http_idle_timeout`` for the next request to begin on a kept
