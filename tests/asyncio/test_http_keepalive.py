@@ -101,6 +101,16 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         assert len(api.connections) == 1
 
 
+async def test_an_answer_goes_out_while_the_next_pipelined_one_waits() -> None:
+    api = Api()
+    api.hold["/slow"] = release = asyncio.Event()
+    async with serving(api) as srv, raw(srv) as client:
+        await client.write(get("/a") + get("/slow") + get("/b"))
+        assert (await client.read_response()).body == b"/a"  # /slow still held
+        release.set()
+        assert [(await client.read_response()).body for _ in range(2)] == [b"/slow", b"/b"]
+
+
 async def test_a_client_that_says_close_is_answered_then_closed() -> None:
     api = Api()
     async with serving(api) as srv, raw(srv) as client:

@@ -268,3 +268,24 @@ def test_server_ignores_empty_lines_between_requests() -> None:
     s = server()
     s.receive_data(post("/1", b"{}") + b"\r\n" + get("/2") + b"\r\n\r\n" + get("/3"))
     assert answer_each(s) == ["/1", "/2", "/3"]
+
+
+def test_server_lingers_unless_the_client_said_close_and_sent_nothing_more() -> None:
+    said_close = server()
+    said_close.receive_data(get("/1", "Connection: close"))
+    requests(said_close)
+    said_close.send_response(ok("bye"))
+    assert said_close.close_expected() and not said_close.linger
+    sent_more = server()
+    sent_more.receive_data(get("/1", "Connection: close") + get("/2"))
+    requests(sent_more)
+    sent_more.send_response(ok("bye"))
+    assert sent_more.linger
+    at_limit = server(max_requests=1)  # the client may be pipelining already
+    at_limit.receive_data(get("/1"))
+    requests(at_limit)
+    at_limit.send_response(ok("last"))
+    assert at_limit.close_expected() and at_limit.linger
+    refused = server()  # the rest of the body may still come
+    refused.receive_data(post("/x", b"z" * 2000)[:200])
+    assert refused.close_expected() and refused.linger

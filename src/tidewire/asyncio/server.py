@@ -87,9 +87,7 @@ class ServerConnection(Connection):
     def _on_handshake(self, event: proto.Request | proto.Response) -> None:
         assert isinstance(event, proto.Request)
         server = self.server
-        if self not in server._opening:  # a request after others on this connection
-            server._idle.discard(self)
-            server._opening.add(self)
+        self._request_started()
         if server.process_request is None and server.process_response is None:
             # Nothing to wait for: answer now, without a task.
             self._respond(self.protocol.accept(event))
@@ -99,29 +97,59 @@ class ServerConnection(Connection):
             self._pause_reading()
             server._track(self.loop.create_task(self._handshake(event)))
 
+    def _request_started(self) -> None:
+        server = self.server
+        if self not in server._opening:  # a request after others on this connection
+            server._idle.discard(self)
+            server._opening.add(self)
+
     async def _handshake(self, request: Request) -> None:
+        """Answer ``request``, then the requests that came whole behind it
+        (pipelined) in the same task: when the hooks don't wait, they are
+        all answered in one step of it, and written at once."""
+        p = self.protocol
+        flushing = False
+        while True:
+            response = await self._answer(request)
+            if self._sock_closed:
+                return
+            self._respond(response)
+            if p.state is not proto.State.CONNECTING or p.close_expected():
+                break
+            events = p.events_received()  # the next request, if it is whole
+            if not events:
+                break
+            (request,) = events  # type: ignore[assignment]
+            self._request_started()
+            if not flushing:  # a hook that waits doesn't hold earlier answers back
+                flushing = True
+                self.loop.call_soon(self._flush)
+        self._process()  # write the answers; deliver what followed an upgrade
+        if p.request is None or p.state is not proto.State.CONNECTING:
+            self._resume_reading()
+
+    async def _answer(self, request: Request) -> Response:
+        """The hooks' answer to ``request``, else the upgrade's."""
         server = self.server
         try:
             response = None
             if server.process_request is not None:
-                response = await _maybe_await(server.process_request(self, request))
+                answer = server.process_request(self, request)
+                if inspect.isawaitable(answer):  # awaited here: no coroutine in between
+                    answer = await answer
+                response = answer
             if response is None:
                 response = self.protocol.accept(request)
             if server.process_response is not None:
-                changed = await _maybe_await(
-                    server.process_response(self, request, response)
-                )
+                changed = server.process_response(self, request, response)
+                if inspect.isawaitable(changed):
+                    changed = await changed
                 if changed is not None:
                     response = changed
         except Exception:
             logger.error("error in the opening handshake hook", exc_info=True)
             response = self.protocol.reject(500, "Internal server error.\n")
-        if not self._sock_closed:
-            self._respond(response)
-            self._process()  # the next request may have come already
-            p = self.protocol
-            if p.request is None or p.state is not proto.State.CONNECTING:
-                self._resume_reading()  # unless a hook answers the next one
+        return response
 
     def _respond(self, response: Response) -> None:
         """Send the answer to a request: a 101 starts the handler; after
@@ -162,16 +190,15 @@ class ServerConnection(Connection):
             or self._sock_closed
             or transport.is_closing()
             or not transport.can_write_eof()
+            or not self.protocol.linger
         ):
             super()._close_socket()
             return
         if self._lingering:
             return
-        # The last HTTP answer is written. Closing with bytes of the client
-        # unread (a pipelined request, a refused body) would send a reset,
-        # which can destroy the answer before the client reads it: half-close
-        # instead, and drop what comes until the client closes too (RFC 9112
-        # section 9.6), or close_timeout passes.
+        # The last HTTP answer is written, and the client may still send (see
+        # ServerProtocol.linger): half-close, and drop what comes until it
+        # closes too, or close_timeout passes.
         self._lingering = True
         transport.write_eof()
         self._resume_reading()
@@ -184,12 +211,6 @@ class ServerConnection(Connection):
         if exc is not None:
             logger.info("refused WebSocket handshake from %s: %s", self.remote_address, exc)
         self.server._connections.discard(self)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 class _Deadlines:

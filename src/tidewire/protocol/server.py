@@ -88,6 +88,7 @@ class ServerProtocol(Connection):
         "idle_timeout",
         "answered",
         "_closing",
+        "_client_done",
     )
 
     def __init__(
@@ -110,6 +111,7 @@ class ServerProtocol(Connection):
         self.idle_timeout = idle_timeout
         self.answered = 0  # requests answered, upgrades included
         self._closing = False  # the last answer is sent: nothing more is read
+        self._client_done = False  # the last request said Connection: close
         self._parsed: Request | None = None  # head read, body still coming
         self._body_size = 0
         self.origins = origins
@@ -187,6 +189,16 @@ class ServerProtocol(Connection):
         if self.state is State.CONNECTING:
             return self._closing
         return super().close_expected()
+
+    @property
+    def linger(self) -> bool:
+        """After the last answer: whether the client may still send, and the
+        I/O layer should half-close, then drop what comes until the client
+        closes too (RFC 9112 section 9.6), rather than close at once. Closing
+        with bytes unread resets the connection, which can destroy the answer
+        before the client reads it. Only a client that said Connection: close,
+        and whose bytes were all read, sends no more."""
+        return bool(self._head) or not self._client_done
 
     def accept(self, request: Request) -> Response:
         """Check the upgrade request; return a 101 response or a refusal."""
@@ -320,28 +332,46 @@ class ServerProtocol(Connection):
         the response's headers."""
         request = self.request
         headers = response.headers
-        said = headers.get_all("Connection")
+        said: list[str] = []  # the response's own Connection values
+        delimited = announced = False
+        for name, value in headers:  # one pass, for the fields that matter here
+            lname = name.lower()
+            if lname == "connection":
+                said.append(value)
+            elif lname == "content-length" or lname == "transfer-encoding":
+                delimited = True
+            elif lname == "keep-alive":
+                announced = True
+        self._client_done = request is not None and _says_close(
+            request.headers.get_all("Connection")
+        )
         keep = (
             request is not None
             and self.answered < self.max_requests
             and not _says_close(said)
-            and not _says_close(request.headers.get_all("Connection"))
+            and not self._client_done
         )
-        if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
-            if response.status not in (204, 304) and (
-                request is None or request.method != "HEAD"
-            ):
+        if not delimited and response.status not in (204, 304):
+            if request is None or request.method != "HEAD":
                 headers.add("Content-Length", str(len(response.body)))
         if not keep:
             if said != _CLOSE:
-                headers["Connection"] = "close"
+                _set(headers, "Connection", "close", bool(said))
             return False
         if said != _KEEP_ALIVE:
-            headers["Connection"] = "keep-alive"
+            _set(headers, "Connection", "keep-alive", bool(said))
         if self.idle_timeout is not None:
             left = self.max_requests - self.answered
-            headers["Keep-Alive"] = f"timeout={int(self.idle_timeout)}, max={left}"
+            _set(headers, "Keep-Alive", f"timeout={int(self.idle_timeout)}, max={left}", announced)
         return True
+
+
+def _set(headers: Headers, name: str, value: str, present: bool) -> None:
+    """Set a field, replacing the values it had if ``present``."""
+    if present:
+        headers[name] = value
+    else:
+        headers.add(name, value)
 
 
 def _check_keepalive(max_requests: int, idle_timeout: float | None) -> None:

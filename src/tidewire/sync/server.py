@@ -92,7 +92,8 @@ class ServerConnection(Connection):
                     p.handshake_exc,
                 )
             self.sock.shutdown(socket.SHUT_WR)
-            self._linger()
+            if p.linger:
+                self._linger()
         except BaseException:
             self.sock.close()
             raise
@@ -101,9 +102,7 @@ class ServerConnection(Connection):
 
     def _linger(self) -> None:
         """After the last HTTP answer, drop what the client still sends until
-        it closes, or ``close_timeout`` passes: closing with its bytes unread
-        would send a reset, which can destroy the answer before the client
-        reads it (RFC 9112 section 9.6)."""
+        it closes, or ``close_timeout`` passes (see ``ServerProtocol.linger``)."""
         deadline = time.monotonic() + (self.close_timeout if self.close_timeout is not None else 10)
         try:
             while True:
