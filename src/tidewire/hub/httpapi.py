@@ -80,7 +80,7 @@ class HttpApi:
                                 {"Allow": ", ".join(routes)})
             if path.startswith("/api/"):
                 self._authorize(request)
-            result = await route(self, request, parse_qs(query))
+            result = await route(self, request, parse_qs(query) if query else {})
         except HttpError as exc:
             return _json(exc.status, {"error": exc.message}, exc.headers)
         except RequestError as exc:
@@ -204,6 +204,9 @@ ROUTES: dict[str, dict[str, Route]] = {
 }
 
 
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}  # an enum lookup costs a call per answer
+
+
 def _response(
     status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
 ) -> Response:
@@ -212,7 +215,7 @@ def _response(
     headers.add("Content-Length", str(len(body)))
     for name, value in (extra or {}).items():
         headers.add(name, value)
-    return Response(status, HTTPStatus(status).phrase, headers, body)
+    return Response(status, _PHRASES[status], headers, body)
 
 
 def _json(status: int, value: Any, extra: dict[str, str] | None = None) -> Response:
