@@ -9,7 +9,13 @@ from bench.report import fmt
 from bench.scenarios import LABELS, LIMIT, REFERENCES, Scenario
 from bench.stats import Summary
 
-COLORS = {"tidewire": "#1f6fb4", "hub": "#1f6fb4", "hub-redis": "#5b9bd5"}
+COLORS = {
+    "tidewire": "#1f6fb4",
+    "hub": "#1f6fb4",
+    "hub-redis": "#5b9bd5",
+    "http-keep": "#1f6fb4",
+    "http-keep-1": "#5b9bd5",
+}
 OTHER = "#9a9a9a"
 
 

@@ -244,6 +244,17 @@ def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
             f" | {'; '.join(s.notes)} |"
         )
     lines.append("")
+    for name, other in scenario.ratios:
+        r = stats.ratio(summaries[name].median, summaries[other].median)
+        line = f"{LABELS[name]} / {LABELS[other]}: **{fmt_ratio(r)}**"
+        costs = [_cpu_per_unit(summaries[n]) for n in (name, other)]
+        if None not in costs:
+            line += (
+                f"; server CPU per {scenario.unit.split('/')[0].rstrip('s')}:"
+                f" {fmt(costs[0])} µs against {fmt(costs[1])} µs"
+                f" ({fmt_ratio(stats.ratio(costs[1], costs[0]))})"
+            )
+        lines += [line, ""]
     peer = stats.best_peer(summaries, OURS, scenario.higher_is_better)
     for name in OURS:
         ours = summaries.get(name)
@@ -267,6 +278,13 @@ def scenario_table(scenario: Scenario, summaries: dict[str, Summary]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _cpu_per_unit(s: Summary) -> float | None:
+    """Microseconds of the server's CPU per unit of a rate: median share / median rate."""
+    if s.server_cpu is None or not s.median:
+        return None
+    return s.server_cpu / s.median * 1e6
 
 
 def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> str:

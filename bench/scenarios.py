@@ -52,6 +52,12 @@ HUBS = ("hub", "hub-redis", "broadcast")
 # the keys of their numbers in Sample.values ("node_a_cpu", ...), and their labels.
 HUB_OTHERS = {"node_a": "node A", "redis": "redis-server"}
 HUB_CHANNEL = "ticker:bench"  # the default config's ticker namespace: anonymous may subscribe
+# The hub's HTTP API, a backend publishing through it: a new connection for each
+# publication (the only way before keep-alive) or one kept connection; with
+# ``http_window`` publications in flight (16 connections at a time, or 16 pipelined),
+# with as many connections at a time as keep the hub busy (``http_busy``), or one at a
+# time, as a backend's loop publishes with a persistent client.
+HTTP_ROWS = ("http-keep", "http-close", "http-close-busy", "http-keep-1", "http-close-1")
 LABELS = {
     "tidewire": "tidewire",
     "tidewire-cb": "tidewire, on_message()",
@@ -65,6 +71,11 @@ LABELS = {
     "hub": "tidewire hub",
     "hub-redis": "hub, Redis, 2 nodes",
     "broadcast": "broadcast() server (reference)",
+    "http-keep": "one kept connection, pipelined",
+    "http-close": "a connection per publication",
+    "http-close-busy": "a connection per publication, the hub kept busy",
+    "http-keep-1": "one kept connection, one at a time",
+    "http-close-1": "a connection per publication, one at a time",
 }
 
 
@@ -102,6 +113,7 @@ class Scenario:
     measure: Measure
     higher_is_better: bool = True
     metrics: tuple[Metric, ...] = ()  # when set, results.md has a row per metric
+    ratios: tuple[tuple[str, str], ...] = ()  # (row, row): their ratio under the table
 
 
 def check(result: dict[str, Any], conns: int, deflate: bool = False) -> str:
@@ -399,6 +411,38 @@ def hub(name: str, settings: Settings) -> Sample:
     return sample
 
 
+def hub_http(name: str, settings: Settings) -> Sample:
+    """Publications/s of a backend through the hub's HTTP API (``POST
+    /api/publish``) to a channel without subscribers, answered 200 each."""
+    keep = name.startswith("http-keep")
+    if name.endswith("-1"):
+        window = 1
+    elif name.endswith("-busy"):
+        window = settings.http_busy
+    else:
+        window = settings.http_window
+    conns = 1 if keep else window
+    key = "bench-" + secrets.token_hex(8)
+    with HubProcess(settings, key) as server:
+        gen = load.loadgen(
+            "http",
+            server.port,
+            settings,
+            path="/api/publish",
+            conns=conns,
+            window=window,
+            keepalive=keep,
+            size=settings.hub_size,
+            channel=HUB_CHANNEL,
+            api_key=key,
+            warmup=settings.warmup,
+            duration=settings.duration,
+        )
+        result, meters = run_metered(server, gen, settings.warmup + settings.duration + 60)
+    note = check(result, conns)
+    return meters.sample(result["messages"] / result["seconds"], note, server.info)
+
+
 def client_echo(name: str, settings: Settings) -> Sample:
     """One library's client, 64 B text echo on 1 connection, against picows."""
     with ServerProcess(CLIENT_SERVER, "echo", False, settings) as server:
@@ -490,6 +534,34 @@ def all_scenarios(s: Settings) -> list[Scenario]:
                 Metric("p50", f"latency p50 at {s.hub_rate:g}/s (ms, lower is better)"),
                 Metric("p99", f"latency p99 at {s.hub_rate:g}/s (ms, lower is better)"),
                 Metric("lost", "deliveries lost or out of order", count=True),
+            ),
+        )
+    )
+    scenarios.append(
+        Scenario(
+            "http-api",
+            "Hub HTTP API, publications to a channel without subscribers",
+            "publications/s",
+            "`tidewire serve` (as in the hub scenario) and one backend in the C load"
+            f" generator that publishes {s.hub_size} B of JSON data with `POST"
+            f" /api/publish` to `{HUB_CHANNEL}`, which has no subscribers: the HTTP path"
+            " and the broker's history, no fan-out. Each answer is a 200 counted when it"
+            " comes. Pipelined: one kept connection with"
+            f" {s.http_window} requests in flight; a connection per publication:"
+            f" {s.http_window} connections at a time, each for one request (`Connection:"
+            " close`, closed by the hub after its answer), as every backend published"
+            " before the hub kept connections. Those connections spend part of their time"
+            " opening and closing, which leaves the hub idle between them: the"
+            f' "hub kept busy" row opens {s.http_busy} at a time, the most the hub serves'
+            " that way. The one-at-a-time rows wait for each answer before the next"
+            " request, as a backend's loop does with a persistent client (httpx,"
+            " requests.Session) or without one.",
+            HTTP_ROWS,
+            hub_http,
+            ratios=(
+                ("http-keep", "http-close"),
+                ("http-keep", "http-close-busy"),
+                ("http-keep-1", "http-close-1"),
             ),
         )
     )

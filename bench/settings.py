@@ -20,6 +20,8 @@ class Settings:
     hub_size: int = 100  # bytes of each publication's data, as JSON
     hub_window: int = 16  # publications in flight (not answered or not delivered), throughput
     hub_rate: float = 25.0  # publications/s in the latency phase, well below saturation
+    http_window: int = 16  # hub HTTP API: publications in flight (pipelined or connections)
+    http_busy: int = 64  # connections at a time that keep the hub busy, one publication each
     loop: str = "uvloop"  # event loop of every Python server and client
     server_cpu: int = 0  # core the server under test is pinned to
     client_cpu: int = 1  # core the load generator or client is pinned to

@@ -37,6 +37,17 @@
  *            --backend-port sends the backend to another server than the
  *            subscribers (another hub node on the same broker); by default
  *            it connects to --port like them.
+ *   http     HTTP/1.1 POSTs of --size bytes of JSON data to --path, as a
+ *            backend publishes through an HTTP API ({"channel": --channel,
+ *            "data": {"pad": "..."}}, with "Authorization: Bearer --api-key"
+ *            when given), on --conns connections. With --keepalive, each
+ *            connection is kept and carries --window requests in flight
+ *            (pipelined); a connection the server closes (Connection: close,
+ *            its request limit) is opened again and what it left unanswered
+ *            is sent again. Without, every request says Connection: close
+ *            and goes on a new connection, which the server closes after its
+ *            answer. Counts 2xx answers between --warmup and --warmup +
+ *            --duration; another status is an error.
  * --raw is for the raw TCP echo server: no upgrade and no close handshake;
  * an echo is complete when as many bytes came back as were sent (fanout still
  * parses the frames the raw server writes).
@@ -76,7 +87,7 @@
 static const unsigned char MASK[4] = {0x37, 0xfa, 0x21, 0x3d};
 static const unsigned char DEFLATE_TAIL[4] = {0x00, 0x00, 0xff, 0xff};
 
-enum mode { ECHO, CONNECT, IDLE, FANOUT, HUB };
+enum mode { ECHO, CONNECT, IDLE, FANOUT, HUB, HTTP };
 /* hub: a subscriber's requests, and the run's phases */
 enum hub_state { H_CONNECTING, H_CONNECTED, H_SUBSCRIBED };
 enum hub_phase { P_SUBSCRIBE, P_BACKEND, P_THROUGHPUT, P_DRAIN1, P_LATENCY, P_DRAIN2, P_DONE };
@@ -104,6 +115,7 @@ struct opts {
     int backend_port; /* 0: the backend connects to --port too */
     int window;
     double rate;
+    int keepalive; /* http */
 };
 
 struct conn {
@@ -137,6 +149,9 @@ struct conn {
     enum hub_state hub_st;
     uint64_t last_offset; /* hub: offset of the last publication received */
     uint64_t got;         /* hub: publications received */
+    int requests;         /* http: requests sent and not answered yet */
+    int status;           /* http: the status of the response being read */
+    int last;             /* http: that response closes the connection */
 };
 
 struct stats {
@@ -187,6 +202,9 @@ static size_t lat_n, lat_cap;
 static char *pubtext; /* a publish request being made */
 static size_t pubtext_cap;
 static char extensions[256]; /* the first Sec-WebSocket-Extensions answer, for the report */
+/* http */
+static unsigned char *posts; /* --window copies of the request, back to back */
+static size_t post_len;      /* the length of one */
 
 static double now(void) {
     struct timespec ts;
@@ -462,6 +480,18 @@ static int append_text(struct conn *c, const char *text) {
     return append_frame(c, 1, text, strlen(text));
 }
 
+/* http: tops the connection up to --window requests in flight (1 without
+ * --keepalive), in one write, once the previous write is done. */
+static void send_posts(struct conn *c) {
+    if (stopping || c->st != OPEN || c->out_off < c->out_len) return;
+    /* got: requests sent on this connection; without --keepalive, one */
+    int k = O.keepalive ? O.window - c->requests : c->got == 0;
+    if (k <= 0) return;
+    c->requests += k;
+    c->got += (uint64_t)k;
+    if (queue(c, posts, (size_t)k * post_len) < 0) conn_close(c);
+}
+
 /* The server accepted the upgrade, or the raw TCP connection is up. */
 static void on_open(struct conn *c) {
     pending--;
@@ -484,6 +514,8 @@ static void on_open(struct conn *c) {
             bad = append_text(c, "{\"id\":1,\"op\":\"connect\"}") < 0 || append_text(c, text) < 0;
         }
         if (bad || flush(c) < 0) conn_close(c);
+    } else if (O.mode == HTTP) {
+        send_posts(c);
     }
 }
 
@@ -726,6 +758,7 @@ static void on_message(struct conn *c) {
         }
         break;
     case IDLE:
+    case HTTP: /* no frames */
         S.bad++;
         break;
     case HUB:
@@ -841,6 +874,64 @@ static void on_frame_bytes(struct conn *c, const unsigned char *p, size_t n) {
     }
 }
 
+/* http: a whole response came (head and body). */
+static void on_http_response(struct conn *c) {
+    c->requests--;
+    c->t0 = now();
+    if (c->status >= 200 && c->status < 300) {
+        S.msgs++;
+    } else {
+        char what[48];
+        snprintf(what, sizeof what, "HTTP status %d", c->status);
+        note_error(what, 0);
+    }
+    if (c->last) {
+        c->st = CLOSING; /* the server closes TCP first: wait for the end */
+        return;
+    }
+    if (c->requests < 0) fail(c, "more responses than requests", 0);
+    else send_posts(c);
+}
+
+/* http: responses, heads gathered in hs, bodies skipped. */
+static void on_http_bytes(struct conn *c, const unsigned char *p, size_t n) {
+    for (int k = 0; k < 1 << 20 && n > 0 && c->st == OPEN; k++) {
+        if (c->left > 0) {
+            size_t skip = n < c->left ? n : (size_t)c->left;
+            p += skip;
+            n -= skip;
+            c->left -= skip;
+            if (c->left == 0) on_http_response(c);
+            continue;
+        }
+        size_t take = n < HS_MAX - 1 - c->hs_len ? n : HS_MAX - 1 - c->hs_len;
+        size_t from = c->hs_len > 3 ? c->hs_len - 3 : 0;
+        memcpy(c->hs + c->hs_len, p, take);
+        c->hs_len += take;
+        c->hs[c->hs_len] = '\0';
+        char *end = strstr(c->hs + from, "\r\n\r\n");
+        if (!end) {
+            if (c->hs_len >= HS_MAX - 1) fail(c, "response head too long", 0);
+            return;
+        }
+        size_t used = take - (c->hs_len - ((size_t)(end - c->hs) + 4));
+        p += used;
+        n -= used;
+        *end = '\0';
+        const char *length = strcasestr(c->hs, "\ncontent-length:");
+        if (strncmp(c->hs, "HTTP/1.1 ", 9) != 0 || !length) {
+            S.bad++;
+            fail(c, "malformed response", 0);
+            return;
+        }
+        c->status = atoi(c->hs + 9);
+        c->left = strtoull(length + strlen("\ncontent-length:"), NULL, 10);
+        c->last = strcasestr(c->hs, "\nconnection: close") != NULL;
+        c->hs_len = 0;
+        if (c->left == 0) on_http_response(c);
+    }
+}
+
 static void on_raw_echo_bytes(struct conn *c, size_t n) {
     c->raw_got += n;
     if (c->raw_got < frame_len) return;
@@ -858,6 +949,12 @@ static void on_eof(struct conn *c) {
     if (O.mode == CONNECT && c->st == CLOSING && c->got_close) {
         S.cycles++;
         conn_close(c);
+        return;
+    }
+    if (O.mode == HTTP && c->st == CLOSING) { /* after an answer that said close */
+        S.cycles++;
+        conn_close(c);
+        if (!stopping) conn_open(c);
         return;
     }
     fail(c, "server closed TCP", 0);
@@ -887,12 +984,13 @@ static void on_readable(struct conn *c) {
     }
     if (left == 0 || c->st < OPEN || c->st == CLOSED) return;
     if (O.raw && (O.mode == ECHO || O.mode == CONNECT)) on_raw_echo_bytes(c, left);
+    else if (O.mode == HTTP) on_http_bytes(c, p, left);
     else on_frame_bytes(c, p, left);
 }
 
 static void on_writable(struct conn *c) {
     if (c->st != CONNECTING) {
-        flush(c);
+        if (flush(c) == 0 && O.mode == HTTP) send_posts(c);
         return;
     }
     int err = 0;
@@ -903,7 +1001,7 @@ static void on_writable(struct conn *c) {
         return;
     }
     watch(c, 0);
-    if (O.raw) {
+    if (O.raw || O.mode == HTTP) {
         on_open(c);
         return;
     }
@@ -930,7 +1028,8 @@ static void sweep(double t) {
     for (int i = 0; i < nconns; i++) {
         struct conn *c = &C[i];
         int stuck_open = c->st == CONNECTING || c->st == HANDSHAKE;
-        int stuck_cycle = O.mode == CONNECT && c->st >= OPEN && c->st != CLOSED;
+        int stuck_cycle = (O.mode == CONNECT || O.mode == HTTP) && c->st >= OPEN &&
+                          c->st != CLOSED;
         int stuck_subscribing = O.mode == HUB && c != PUB && c->st == OPEN &&
                                 c->hub_st != H_SUBSCRIBED;
         if ((stuck_open || stuck_cycle || stuck_subscribing) && t - c->t0 > STEP_TIMEOUT)
@@ -946,7 +1045,7 @@ static void print_event(const char *name) {
 }
 
 static int tick_timed(double t) {
-    if (O.mode == CONNECT && !stopping) {
+    if ((O.mode == CONNECT || O.mode == HTTP) && !stopping) {
         for (int i = 0; i < O.conns; i++)
             if (C[i].st == CLOSED || C[i].st == FREE) conn_open(&C[i]);
     }
@@ -1198,13 +1297,13 @@ static void print_hub_fields(void) {
 static void print_result(double t, int timed_out) {
     struct stats d = S;
     double seconds = t - t_measure, cpu = cpu_seconds() - cpu_measure;
-    if (O.mode == ECHO || O.mode == CONNECT) {
+    if (O.mode == ECHO || O.mode == CONNECT || O.mode == HTTP) {
         d.msgs -= S0.msgs;
         d.bytes -= S0.bytes;
         d.cycles -= S0.cycles;
     }
     printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, \"timed_out\": %s, ",
-           (const char *[]){"echo", "connect", "idle", "fanout", "hub"}[O.mode], O.conns, O.size,
+           (const char *[]){"echo", "connect", "idle", "fanout", "hub", "http"}[O.mode], O.conns, O.size,
            timed_out ? "true" : "false");
     printf("\"opened\": %llu, \"failed\": %llu, \"dropped\": %llu, \"errors\": %llu, "
            "\"bad\": %llu, \"deflate\": %llu, ",
@@ -1239,20 +1338,22 @@ static void print_result(double t, int timed_out) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen echo|connect|idle|fanout|hub --port N [--host 127.0.0.1] [--path /]\n"
+            "usage: loadgen echo|connect|idle|fanout|hub|http --port N [--host 127.0.0.1]\n"
+            "  [--path /]\n"
             "  [--conns N] [--size BYTES] [--binary] [--raw] [--deflate] [--warmup S]\n"
             "  [--duration S] [--timeout S] [--hold S] [--count M] [--rounds R]\n"
             "  [--inflight N]\n"
             "  hub: [--channel ticker:bench] --api-key KEY [--window 16] [--rate 100]\n"
-            "       [--backend-port N (default: --port)]\n");
+            "       [--backend-port N (default: --port)]\n"
+            "  http: [--keepalive] [--window 16] [--channel ticker:bench] [--api-key KEY]\n");
     exit(2);
 }
 
 static void parse_args(int argc, char **argv) {
     if (argc < 2) usage();
-    const char *modes[] = {"echo", "connect", "idle", "fanout", "hub"};
+    const char *modes[] = {"echo", "connect", "idle", "fanout", "hub", "http"};
     int found = 0;
-    for (int m = 0; m < 5; m++)
+    for (int m = 0; m < 6; m++)
         if (strcmp(argv[1], modes[m]) == 0) {
             O.mode = (enum mode)m;
             found = 1;
@@ -1264,6 +1365,7 @@ static void parse_args(int argc, char **argv) {
         if (strcmp(a, "--binary") == 0) O.text = 0;
         else if (strcmp(a, "--raw") == 0) O.raw = 1;
         else if (strcmp(a, "--deflate") == 0) O.deflate = 1;
+        else if (strcmp(a, "--keepalive") == 0) O.keepalive = 1;
         else if (!v) usage();
         else if (strcmp(a, "--host") == 0) O.host = v, i++;
         else if (strcmp(a, "--path") == 0) O.path = v, i++;
@@ -1288,15 +1390,16 @@ static void parse_args(int argc, char **argv) {
         O.port > 65535 || O.backend_port < 0 || O.backend_port > 65535 ||
         (O.backend_port && O.mode != HUB))
         usage();
-    if (O.mode == HUB) {
+    if (O.mode == HUB || O.mode == HTTP) {
         /* names go into JSON strings as they are: keep them plain */
         const char *plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_-.";
-        if (O.deflate || O.raw || O.window <= 0 || O.rate <= 0 || !O.api_key[0] ||
-            strspn(O.channel, plain) != strlen(O.channel) ||
+        if (O.deflate || O.raw || O.window <= 0 || O.rate <= 0 ||
+            (O.mode == HUB && !O.api_key[0]) || strspn(O.channel, plain) != strlen(O.channel) ||
             strspn(O.api_key, plain) != strlen(O.api_key) || strlen(O.channel) > 255 ||
             strlen(O.api_key) > 255 || O.size > HUB_MSG_MAX / 2)
             usage();
     }
+    if (O.keepalive && O.mode != HTTP) usage();
     if (O.timeout <= 0) /* a hard deadline well past the expected end */
         O.timeout = O.mode == IDLE     ? O.hold + 120.0
                     : O.mode == FANOUT ? 300.0
@@ -1325,6 +1428,32 @@ static size_t upgrade_request(char *dst, size_t cap, int port) {
     return (size_t)n;
 }
 
+/* http: the request, --window times over (one write tops a connection up). */
+static void prepare_posts(void) {
+    size_t cap = O.size + 1024;
+    char *body = malloc(cap), *one = malloc(cap + 1024);
+    if (!body || !one) exit(2);
+    /* data is {"pad":"P"}: 10 bytes around the pad */
+    int pad = O.size > 10 ? (int)O.size - 10 : 0;
+    int blen = snprintf(body, cap, "{\"channel\":\"%s\",\"data\":{\"pad\":\"%.*s\"}}",
+                        O.channel, pad, (const char *)corpus);
+    char auth[300] = "";
+    if (O.api_key[0]) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", O.api_key);
+    int n = snprintf(one, cap + 1024,
+                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Type: application/json\r\n"
+                     "Content-Length: %d\r\n%s\r\n%s",
+                     O.path, O.host, O.port, auth, blen,
+                     O.keepalive ? "" : "Connection: close\r\n", body);
+    if (blen < 0 || (size_t)blen >= cap || n < 0 || (size_t)n >= cap + 1024) exit(2);
+    post_len = (size_t)n;
+    int copies = O.keepalive ? O.window : 1;
+    posts = malloc(post_len * (size_t)copies);
+    if (!posts) exit(2);
+    for (int k = 0; k < copies; k++) memcpy(posts + (size_t)k * post_len, one, post_len);
+    free(body);
+    free(one);
+}
+
 static void prepare_frames(void) {
     make_corpus();
     frame = malloc(header_len(O.size) + O.size);
@@ -1336,6 +1465,7 @@ static void prepare_frames(void) {
     pubtext = malloc(pubtext_cap);
     if (!pubtext) exit(2);
     request_len = upgrade_request(request, sizeof request, O.port);
+    if (O.mode == HTTP) prepare_posts();
     pub_request_len = upgrade_request(pub_request, sizeof pub_request,
                                       O.backend_port ? O.backend_port : O.port);
 }
@@ -1358,7 +1488,7 @@ int main(int argc, char **argv) {
     t_start = now();
     t_measure = t_start;
     cpu_measure = cpu_seconds();
-    if (O.mode == ECHO || O.mode == CONNECT) {
+    if (O.mode == ECHO || O.mode == CONNECT || O.mode == HTTP) {
         for (int i = 0; i < O.conns; i++) conn_open(&C[i]);
     }
     struct epoll_event events[MAX_EVENTS];
@@ -1376,7 +1506,8 @@ int main(int argc, char **argv) {
         }
         switch (O.mode) {
         case ECHO:
-        case CONNECT: done = tick_timed(t); break;
+        case CONNECT:
+        case HTTP: done = tick_timed(t); break;
         case IDLE: done = tick_idle(t); break;
         case FANOUT: done = tick_fanout(t); break;
         case HUB: done = tick_hub(t); break;
@@ -1419,7 +1550,8 @@ int main(int argc, char **argv) {
     print_result(t, timed_out);
     for (int i = 0; i < nconns; i++) {
         struct conn *c = &C[i];
-        if (c->st == OPEN && !O.raw) send(c->fd, close_frame, sizeof close_frame, MSG_NOSIGNAL);
+        if (c->st == OPEN && !O.raw && O.mode != HTTP)
+            send(c->fd, close_frame, sizeof close_frame, MSG_NOSIGNAL);
         conn_close(c);
     }
     return 0;

@@ -21,6 +21,7 @@ __all__ = [
     "RawClient",
     "accept_key",
     "build_frame",
+    "http_request",
     "new_key",
     "parse_http_response",
     "read_frame",
@@ -58,6 +59,15 @@ def upgrade_request(
     ]
     lines += [f"{name}: {value}" for name, value in extra or ()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def http_request(method: str, path: str, body: bytes = b"", *extra: str) -> bytes:
+    """A plain HTTP/1.1 request, with ``extra`` header lines ("Name: value");
+    a body comes with its Content-Length."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *extra]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def build_frame(
@@ -202,6 +212,21 @@ class RawClient:
         assert int(length) == len(body), f"Content-Length {length}, body {body!r}"
         response.body = body
         return response
+
+    async def read_response(self, seconds: float = 5) -> HttpResponse:
+        """One HTTP response on a connection that may stay open: the head,
+        then as many body bytes as Content-Length says."""
+
+        async def read() -> HttpResponse:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            response, rest = parse_http_response(head)
+            assert not rest
+            length = response.get("Content-Length")
+            assert length is not None, f"a response without Content-Length: {response}"
+            response.body = await self.reader.readexactly(int(length))
+            return response
+
+        return await asyncio.wait_for(read(), timeout(seconds))
 
     async def handshake(self, extra: list[tuple[str, str]] | None = None) -> HttpResponse:
         """Run a valid opening handshake; return the 101 response."""

@@ -75,6 +75,9 @@ def test_header_values_lose_surrounding_whitespace_only() -> None:
         (b"GET / HTTP/1.1\r\nA: 1\r\nB C: 2\r\nD: 3\r\n\r\n", 400, "invalid header name"),
         (b"GET / HTTP/1.1\r\nA: 1\r\nX: a\rb\r\n\r\n", 400, "invalid value in header X"),
         (b"GET / HTTP/1.1\r\nA: 1\r\nX: a\nb\r\n\r\n", 400, "invalid value in header X"),
+        (b"GET / HTTP/1.1\r\nA: 1\r\n:x\r\nB: 2\r\n\r\n", 400, "invalid header name"),
+        (b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nzz\r\n\r\n", 400, "without a colon"),
+        (b"GET / HTTP/1.1\r\nA: 1\x7f\r\nB: 2\r\n\r\n", 400, "invalid value in header A"),
     ],
 )
 def test_bad_request_gets_status_and_reason(data: bytes, status: int, message: str) -> None:

@@ -79,6 +79,16 @@ class _Stream:
             chunks.append(data)
         return b"".join(chunks)
 
+    def read_response(self) -> HttpResponse:
+        """One HTTP response on a connection that may stay open: the head,
+        then as many body bytes as Content-Length says."""
+        response, rest = parse_http_response(self.read_until(b"\r\n\r\n"))
+        assert not rest
+        length = response.get("Content-Length")
+        assert length is not None, f"a response without Content-Length: {response}"
+        response.body = self.read_exactly(int(length))
+        return response
+
     def read_frame(self) -> Frame:
         b0, b1 = self.read_exactly(2)
         n = b1 & 0x7F

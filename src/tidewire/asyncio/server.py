@@ -39,6 +39,7 @@ class ServerConnection(Connection):
         "server",
         "open_timeout",
         "handler_task",
+        "_lingering",
     )
 
     protocol: proto.ServerProtocol
@@ -57,12 +58,12 @@ class ServerConnection(Connection):
         protocol.defer_failures = True  # answer earlier messages before failing
         self.open_timeout = open_timeout
         self.handler_task: asyncio.Task[None] | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server._connections.add(self)
-        if self.open_timeout is not None:
-            self.server._opening_started(self, self.open_timeout)
+        self.server._opening.add(self)
 
     def _on_open_timeout(self) -> None:
         if self.protocol.state is proto.State.CONNECTING and self.transport is not None:
@@ -73,44 +74,97 @@ class ServerConnection(Connection):
             )
             self.transport.abort()
 
+    def _on_idle_timeout(self) -> None:
+        """No request came whole within ``http_idle_timeout`` of the last answer."""
+        if self.protocol.state is not proto.State.CONNECTING or self.transport is None:
+            return
+        if self._received:
+            # A request has begun: it has open_timeout more to come and be answered.
+            self.server._opening.add(self)
+        else:
+            self.transport.close()
+
     def _on_handshake(self, event: proto.Request | proto.Response) -> None:
         assert isinstance(event, proto.Request)
         server = self.server
+        self._request_started()
         if server.process_request is None and server.process_response is None:
             # Nothing to wait for: answer now, without a task.
             self._respond(self.protocol.accept(event))
         else:
-            self.server._track(self.loop.create_task(self._handshake(event)))
+            # Read nothing more until the answer is sent: what a client sends
+            # meanwhile waits in its socket, not in our memory.
+            self._pause_reading()
+            server._track(self.loop.create_task(self._handshake(event)))
+
+    def _request_started(self) -> None:
+        server = self.server
+        if self not in server._opening:  # a request after others on this connection
+            server._idle.discard(self)
+            server._opening.add(self)
 
     async def _handshake(self, request: Request) -> None:
+        """Answer ``request``, then the requests that came whole behind it
+        (pipelined) in the same task: when the hooks don't wait, they are
+        all answered in one step of it, and written at once."""
+        p = self.protocol
+        flushing = False
+        while True:
+            response = await self._answer(request)
+            if self._sock_closed:
+                return
+            self._respond(response)
+            if p.state is not proto.State.CONNECTING or p.close_expected():
+                break
+            events = p.events_received()  # the next request, if it is whole
+            if not events:
+                break
+            (request,) = events  # type: ignore[assignment]
+            self._request_started()
+            if not flushing:  # a hook that waits doesn't hold earlier answers back
+                flushing = True
+                self.loop.call_soon(self._flush)
+        self._process()  # write the answers; deliver what followed an upgrade
+        if p.request is None or p.state is not proto.State.CONNECTING:
+            self._resume_reading()
+
+    async def _answer(self, request: Request) -> Response:
+        """The hooks' answer to ``request``, else the upgrade's."""
         server = self.server
         try:
             response = None
             if server.process_request is not None:
-                response = await _maybe_await(server.process_request(self, request))
+                answer = server.process_request(self, request)
+                if inspect.isawaitable(answer):  # awaited here: no coroutine in between
+                    answer = await answer
+                response = answer
             if response is None:
                 response = self.protocol.accept(request)
             if server.process_response is not None:
-                changed = await _maybe_await(
-                    server.process_response(self, request, response)
-                )
+                changed = server.process_response(self, request, response)
+                if inspect.isawaitable(changed):
+                    changed = await changed
                 if changed is not None:
                     response = changed
         except Exception:
             logger.error("error in the opening handshake hook", exc_info=True)
             response = self.protocol.reject(500, "Internal server error.\n")
-        if not self._sock_closed:
-            self._respond(response)
-            self._process()
+        return response
 
     def _respond(self, response: Response) -> None:
-        """Send the answer to the upgrade request; a 101 starts the handler."""
-        self.protocol.send_response(response)
-        self.server._opening.pop(self, None)
+        """Send the answer to a request: a 101 starts the handler; after
+        another, a kept connection waits for the next request."""
+        p = self.protocol
+        p.send_response(response)
+        server = self.server
+        server._opening.discard(self)
         if response.status == 101:
             self.start_keepalive()
             self.handler_task = self.loop.create_task(self._run_handler())
-            self.server._track(self.handler_task)
+            server._track(self.handler_task)
+        elif p.request is None and not p.close_expected():
+            self._received = False  # _on_idle_timeout tells whether bytes came
+            server._idle.add(self)
 
     async def _run_handler(self) -> None:
         try:
@@ -128,18 +182,89 @@ class ServerConnection(Connection):
         """A plain-text HTTP response, for ``process_request`` to refuse with."""
         return self.protocol.reject(status, text)
 
+    def _close_socket(self) -> None:
+        transport = self.transport
+        if (
+            self.protocol.state is not proto.State.CONNECTING
+            or transport is None
+            or self._sock_closed
+            or transport.is_closing()
+            or not transport.can_write_eof()
+            or not self.protocol.linger
+        ):
+            super()._close_socket()
+            return
+        if self._lingering:
+            return
+        # The last HTTP answer is written, and the client may still send (see
+        # ServerProtocol.linger): half-close, and drop what comes until it
+        # closes too, or close_timeout passes.
+        self._lingering = True
+        transport.write_eof()
+        self._resume_reading()
+        self._arm_close_timer(self.close_timeout if self.close_timeout is not None else 10)
+
     def _on_closed(self) -> None:
-        self.server._opening.pop(self, None)
+        self.server._opening.discard(self)
+        self.server._idle.discard(self)
         exc = self.protocol.handshake_exc
         if exc is not None:
             logger.info("refused WebSocket handshake from %s: %s", self.remote_address, exc)
         self.server._connections.discard(self)
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+class _Deadlines:
+    """Connections that must move on within ``timeout`` of being added (``None``:
+    no limit), else ``due(connection)`` is called. Every deadline is as long,
+    so the oldest is always the next due: one timer waits for it alone, instead
+    of a timer per connection."""
+
+    __slots__ = ("_loop", "timeout", "_due", "_conns", "_timer")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float | None,
+        due: Callable[[ServerConnection], None],
+    ) -> None:
+        self._loop = loop
+        self.timeout = timeout
+        self._due = due
+        self._conns: dict[ServerConnection, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __contains__(self, conn: ServerConnection) -> bool:
+        return conn in self._conns
+
+    def add(self, conn: ServerConnection) -> None:
+        """Start ``conn``'s deadline, again if it had one."""
+        if self.timeout is None:
+            return
+        deadline = self._loop.time() + self.timeout
+        self._conns.pop(conn, None)  # to the end: the order is the deadlines'
+        self._conns[conn] = deadline
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def discard(self, conn: ServerConnection) -> None:
+        self._conns.pop(conn, None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        conns = self._conns
+        now = self._loop.time()
+        while conns:
+            conn, deadline = next(iter(conns.items()))
+            if deadline > now:
+                self._timer = self._loop.call_at(deadline, self._on_timer)
+                return
+            del conns[conn]
+            self._due(conn)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Server:
@@ -153,6 +278,7 @@ class Server:
         process_response: ProcessResponse | None = None,
         protocol_factory: Callable[[], proto.ServerProtocol],
         connection_options: dict[str, Any],
+        http_idle_timeout: float | None = None,
     ) -> None:
         self.handler = handler
         self.process_request = process_request
@@ -162,40 +288,21 @@ class Server:
         self._connections: set[ServerConnection] = set()
         # Handlers and handshake hooks still running, their socket closed or not.
         self._tasks: set[asyncio.Task[None]] = set()
-        # Connections in their opening handshake, by deadline: one timer for
-        # them all instead of one each (see _opening_started).
-        self._opening: dict[ServerConnection, float] = {}
-        self._open_timer: asyncio.TimerHandle | None = None
         self.server: asyncio.Server | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._closed = self._loop.create_future()
+        self._loop = loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        # Connections reading a request or answering it (the first one, until
+        # it is whole and answered; on a kept connection, one that has begun)...
+        self._opening = _Deadlines(
+            loop, connection_options.get("open_timeout"), ServerConnection._on_open_timeout
+        )
+        # ... and kept connections waiting for their next request.
+        self._idle = _Deadlines(loop, http_idle_timeout, ServerConnection._on_idle_timeout)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _opening_started(self, conn: ServerConnection, timeout: float) -> None:
-        """Watch ``conn`` until its handshake is answered or ``timeout`` ends.
-        Every connection of a server has the same timeout, so the oldest is
-        always the next due: the timer waits for it alone."""
-        deadline = conn.loop.time() + timeout
-        self._opening[conn] = deadline
-        if self._open_timer is None:
-            self._open_timer = conn.loop.call_at(deadline, self._open_timer_due)
-
-    def _open_timer_due(self) -> None:
-        self._open_timer = None
-        opening = self._opening
-        loop = self._loop
-        now = loop.time()
-        while opening:
-            conn, deadline = next(iter(opening.items()))
-            if deadline > now:
-                self._open_timer = loop.call_at(deadline, self._open_timer_due)
-                return
-            del opening[conn]
-            conn._on_open_timeout()
 
     def _make_connection(self) -> ServerConnection:
         return ServerConnection(
@@ -245,9 +352,8 @@ class Server:
             await asyncio.wait(list(self._tasks))
         if self.server is not None:
             await self.server.wait_closed()
-        if self._open_timer is not None:
-            self._open_timer.cancel()
-            self._open_timer = None
+        self._opening.cancel()
+        self._idle.cancel()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
@@ -280,6 +386,10 @@ class serve:
     port can serve an HTTP API beside the WebSocket endpoint: with
     ``max_request_body`` above 0, a request's body (up to that many bytes,
     delimited by Content-Length) is read first and found in ``request.body``.
+    With ``http_keepalive``, a connection whose request the hook answered is
+    kept for the next request (HTTP/1.1 persistent connections), for up to
+    ``http_max_requests`` requests, until it is idle for ``http_idle_timeout``
+    seconds.
     """
 
     def __init__(
@@ -304,6 +414,9 @@ class serve:
         max_queue: int | None = 16,
         write_limit: int = 2**16,
         max_request_body: int = 0,
+        http_keepalive: bool = False,
+        http_idle_timeout: float = 5,
+        http_max_requests: int = 1000,
         ssl: ssl_module.SSLContext | None = None,
         unix_path: str | None = None,
         **kwargs: Any,
@@ -317,6 +430,8 @@ class serve:
             max_size=max_size,
             server_header=server_header,
             max_body=max_request_body,
+            max_requests=http_max_requests if http_keepalive else 1,
+            idle_timeout=http_idle_timeout if http_keepalive else None,
         )
 
         self._handler = handler
@@ -337,6 +452,7 @@ class serve:
                 max_queue=max_queue,
                 write_limit=write_limit,
             ),
+            http_idle_timeout=http_idle_timeout if http_keepalive else None,
         )
         self._server: Server | None = None
 

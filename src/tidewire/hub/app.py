@@ -97,6 +97,10 @@ class Hub:
                 deflate_options=DeflateOptions(server_no_context_takeover=True),
                 max_size=config.max_message_size,
                 max_request_body=config.max_message_size,
+                # Backends publish many times over one connection (HTTP/1.1).
+                http_keepalive=True,
+                http_idle_timeout=config.http_idle_timeout,
+                http_max_requests=config.http_max_requests,
                 write_limit=config.client_buffer,
                 ping_interval=config.ping_interval,
                 close_timeout=config.shutdown_timeout,

@@ -84,6 +84,8 @@ class HubConfig:
     heartbeat: float = 25.0  # seconds between the client's ping requests
     ping_interval: float = 20.0  # WebSocket pings to find dead clients
     shutdown_timeout: float = 10.0  # for clients to close on SIGTERM
+    http_idle_timeout: float = 5.0  # an HTTP API connection kept without a request
+    http_max_requests: int = 1000  # HTTP API requests per connection
 
     def __post_init__(self) -> None:
         if self.token_secret is not None and len(self.token_secret.encode()) < 32:
@@ -93,6 +95,10 @@ class HubConfig:
             raise ConfigError("api_key must be at least 8 characters long")
         if self.presence_ttl <= 0:
             raise ConfigError("presence_ttl must be above 0")
+        if self.http_idle_timeout <= 0:
+            raise ConfigError("http_idle_timeout must be above 0")
+        if self.http_max_requests < 1:
+            raise ConfigError("http_max_requests must be at least 1")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
 

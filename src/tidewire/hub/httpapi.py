@@ -1,7 +1,8 @@
 """The hub's plain HTTP side: the API for backends, health, metrics, static files.
 
 Every request arrives through the library's ``process_request`` hook, body read
-already (up to ``max_message_size``). Each answer closes its connection.
+already (up to ``max_message_size``). The library keeps the connection for the
+next request (HTTP/1.1 keep-alive) and sets the Connection header.
 Errors are JSON ``{"error": "..."}`` with the status: 400 for a bad body, 401
 for a wrong or missing API key, 404 for an unknown path or channel namespace,
 405 for a wrong method, 503 while the broker is unavailable.
@@ -79,7 +80,7 @@ class HttpApi:
                                 {"Allow": ", ".join(routes)})
             if path.startswith("/api/"):
                 self._authorize(request)
-            result = await route(self, request, parse_qs(query))
+            result = await route(self, request, parse_qs(query) if query else {})
         except HttpError as exc:
             return _json(exc.status, {"error": exc.message}, exc.headers)
         except RequestError as exc:
@@ -203,16 +204,18 @@ ROUTES: dict[str, dict[str, Route]] = {
 }
 
 
+_PHRASES = {s.value: s.phrase for s in HTTPStatus}  # an enum lookup costs a call per answer
+
+
 def _response(
     status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
 ) -> Response:
     headers = Headers()
     headers.add("Content-Type", content_type)
     headers.add("Content-Length", str(len(body)))
-    headers.add("Connection", "close")
     for name, value in (extra or {}).items():
         headers.add(name, value)
-    return Response(status, HTTPStatus(status).phrase, headers, body)
+    return Response(status, _PHRASES[status], headers, body)
 
 
 def _json(status: int, value: Any, extra: dict[str, str] | None = None) -> Response:

@@ -5,6 +5,13 @@ In state CONNECTING the server parses the request (and its body, up to
 emits a ``Request`` event, or answers a malformed one by itself. The I/O layer then calls
 ``accept(request)``, optionally replaces its result (``process_request``), and
 hands the chosen response to ``send_response``; a 101 opens the connection.
+
+Any other answer closes the connection, unless ``max_requests`` allows more
+than one request per connection (HTTP/1.1 persistent connections, RFC 9112
+section 9.3): the server then reads the next request, which may have come
+already (pipelining), and emits it once the answer to the previous one is sent.
+Requests are answered one at a time, in order; an upgrade may come after any
+number of plain requests.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ _REASONS = {
 _WEBSOCKET = ["websocket"]
 _UPGRADE = ["Upgrade"]
 _NONE: list[str] = []
+_CLOSE = ["close"]
+_EOL = (b"\r", b"\n")
+_KEEP_ALIVE = ["keep-alive"]
 
 
 class ServerProtocol(Connection):
@@ -52,7 +62,11 @@ class ServerProtocol(Connection):
     without one); ``None`` allows all. ``subprotocols``: supported, in order of
     preference. ``compression``: permessage-deflate settings, ``None`` to turn
     it off. ``max_body``: largest request body read (413 above it); 0 reads
-    none, for a server that only upgrades.
+    none, for a server that only upgrades. ``max_requests``: requests answered
+    on one connection; 1 closes it after the first answer that isn't an
+    upgrade. ``idle_timeout``: how long the I/O layer waits for the next
+    request, told to clients in the Keep-Alive header (this object keeps no
+    time).
     """
 
     __slots__ = (
@@ -70,6 +84,11 @@ class ServerProtocol(Connection):
         "max_body",
         "_parsed",
         "_body_size",
+        "max_requests",
+        "idle_timeout",
+        "answered",
+        "_closing",
+        "_client_done",
     )
 
     def __init__(
@@ -82,9 +101,17 @@ class ServerProtocol(Connection):
         max_size: int | None = DEFAULT_MAX_SIZE,
         server_header: str | None = SERVER_HEADER,
         max_body: int = 0,
+        max_requests: int = 1,
+        idle_timeout: float | None = None,
     ) -> None:
         super().__init__(Side.SERVER, max_size=max_size, state=State.CONNECTING)
+        _check_keepalive(max_requests, idle_timeout)
         self.max_body = max_body
+        self.max_requests = max_requests
+        self.idle_timeout = idle_timeout
+        self.answered = 0  # requests answered, upgrades included
+        self._closing = False  # the last answer is sent: nothing more is read
+        self._client_done = False  # the last request said Connection: close
         self._parsed: Request | None = None  # head read, body still coming
         self._body_size = 0
         self.origins = origins
@@ -100,24 +127,31 @@ class ServerProtocol(Connection):
         self._pending_deflate: Deflate | None = None
 
     def _receive_handshake(self, data: bytes) -> None:
-        if self.response is not None:
-            return  # refused: the connection is closing
+        if self._closing:
+            return  # the last answer is sent: the connection is closing
         self._head += data
-        if self.request is not None:
-            return  # the request is being processed; keep what comes next
+        if self.request is None:
+            self._read_request()
+        # Else the request is being answered: keep what comes next.
+
+    def _read_request(self) -> None:
+        """Emit the request at the start of what came, once it is whole, or
+        answer it if it is malformed."""
         try:
             if self._parsed is None:
+                if self._head[:1] in _EOL:
+                    # RFC 9112 section 2.2: ignore empty lines before a request
+                    # (some clients send one after a body).
+                    while self._head[:1] in _EOL:
+                        del self._head[:1]
                 parsed = parse_request(self._head)
                 if parsed is None:
                     return
                 self._parsed, size = parsed
                 del self._head[:size]
-                if self.max_body > 0:
-                    self._body_size = request_body_length(self._parsed)
-                    if self._body_size > self.max_body:
-                        raise InvalidMessage(
-                            f"request body is over {self.max_body} bytes", 413
-                        )
+                # A kept connection must find where the body ends, read or not.
+                if self.max_body > 0 or self.max_requests > 1:
+                    self._body_size = self._body_length(self._parsed)
         except InvalidMessage as exc:
             self.handshake_exc = exc
             self.send_response(self.reject(exc.status, f"Bad request: {exc}.\n"))
@@ -131,16 +165,40 @@ class ServerProtocol(Connection):
         self.request = request
         self._events.append(request)
 
+    def _body_length(self, request: Request) -> int:
+        size = request_body_length(request)
+        if size > self.max_body:
+            if self.max_body == 0:
+                raise InvalidMessage("this server reads no request bodies", 413)
+            raise InvalidMessage(f"request body is over {self.max_body} bytes", 413)
+        return size
+
     def receive_eof(self) -> None:
-        if self.state is State.CONNECTING and self.handshake_exc is None and self._head:
-            # A connection that sent nothing (a port check) isn't an error.
+        if (
+            self.state is State.CONNECTING
+            and self.handshake_exc is None
+            and self._head
+            and not self._closing
+        ):
+            # A connection that sent nothing (a port check) isn't an error,
+            # nor one that closes after its last answer.
             self.handshake_exc = InvalidMessage("connection closed during the handshake")
         super().receive_eof()
 
     def close_expected(self) -> bool:
         if self.state is State.CONNECTING:
-            return self.response is not None and self.response.status != 101
+            return self._closing
         return super().close_expected()
+
+    @property
+    def linger(self) -> bool:
+        """After the last answer: whether the client may still send, and the
+        I/O layer should half-close, then drop what comes until the client
+        closes too (RFC 9112 section 9.6), rather than close at once. Closing
+        with bytes unread resets the connection, which can destroy the answer
+        before the client reads it. Only a client that said Connection: close,
+        and whose bytes were all read, sends no more."""
+        return bool(self._head) or not self._client_done
 
     def accept(self, request: Request) -> Response:
         """Check the upgrade request; return a 101 response or a refusal."""
@@ -238,18 +296,98 @@ class ServerProtocol(Connection):
         return Response(status, _REASONS.get(status, "Error"), headers, body)
 
     def send_response(self, response: Response) -> None:
-        """Send the answer to the request; a 101 opens the connection."""
+        """Send the answer to the request: a 101 opens the connection. After
+        any other, either ``close_expected()`` turns true, or the connection is
+        kept and the next request is read; it may be among the events already.
+
+        The Connection header of the response says which (and Keep-Alive, how
+        long and for how many more requests), and a Content-Length is added
+        if the response has none: a kept connection needs the body delimited.
+        """
         self.response = response
-        self._out.append(response.serialize())
+        self.answered += 1
         if response.status == 101:
+            self._out.append(response.serialize())
             self.set_deflate(self._pending_deflate)
             self.state = State.OPEN
             if self._head:
                 data = bytes(self._head)
                 self._head.clear()
                 super().receive_data(data)
-        else:
-            self._pending_deflate = None
+            return
+        self._pending_deflate = None
+        keep = self._keep(response)
+        self._out.append(response.serialize())
+        if not keep:
+            self._closing = True
+            return
+        self.request = None
+        self._parsed = None
+        self._body_size = 0
+        if self._head:
+            self._read_request()
+
+    def _keep(self, response: Response) -> bool:
+        """Whether the connection stays open after ``response``; say it in
+        the response's headers."""
+        request = self.request
+        headers = response.headers
+        said: list[str] = []  # the response's own Connection values
+        delimited = announced = False
+        for name, value in headers:  # one pass, for the fields that matter here
+            lname = name.lower()
+            if lname == "connection":
+                said.append(value)
+            elif lname == "content-length" or lname == "transfer-encoding":
+                delimited = True
+            elif lname == "keep-alive":
+                announced = True
+        self._client_done = request is not None and _says_close(
+            request.headers.get_all("Connection")
+        )
+        keep = (
+            request is not None
+            and self.answered < self.max_requests
+            and not _says_close(said)
+            and not self._client_done
+        )
+        if not delimited and response.status not in (204, 304):
+            if request is None or request.method != "HEAD":
+                headers.add("Content-Length", str(len(response.body)))
+        if not keep:
+            if said != _CLOSE:
+                _set(headers, "Connection", "close", bool(said))
+            return False
+        if said != _KEEP_ALIVE:
+            _set(headers, "Connection", "keep-alive", bool(said))
+        if self.idle_timeout is not None:
+            left = self.max_requests - self.answered
+            _set(headers, "Keep-Alive", f"timeout={int(self.idle_timeout)}, max={left}", announced)
+        return True
+
+
+def _set(headers: Headers, name: str, value: str, present: bool) -> None:
+    """Set a field, replacing the values it had if ``present``."""
+    if present:
+        headers[name] = value
+    else:
+        headers.add(name, value)
+
+
+def _check_keepalive(max_requests: int, idle_timeout: float | None) -> None:
+    if max_requests < 1:
+        raise ValueError(f"max_requests must be at least 1, not {max_requests}")
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise ValueError(f"the idle timeout must be above 0, not {idle_timeout}")
+
+
+def _says_close(values: list[str]) -> bool:
+    """Whether Connection header values hold the ``close`` option."""
+    if not values:
+        return False
+    if values == _CLOSE:
+        return True
+    return "close" in (t.lower() for t in split_tokens(values))
 
 
 def server_protocol_factory(
@@ -262,12 +400,15 @@ def server_protocol_factory(
     max_size: int | None,
     server_header: str | None,
     max_body: int,
+    max_requests: int = 1,
+    idle_timeout: float | None = None,
 ) -> Callable[[], ServerProtocol]:
     """What both I/O layers' ``serve()`` need: check the options once, then
     make a ``ServerProtocol`` per connection."""
     if compression not in ("deflate", None):
         raise ValueError(f"unsupported compression: {compression!r}")
     options = (deflate_options or DeflateOptions()) if compression else None
+    _check_keepalive(max_requests, idle_timeout)
 
     def factory() -> ServerProtocol:
         return ServerProtocol(
@@ -278,6 +419,8 @@ def server_protocol_factory(
             max_size=max_size,
             server_header=server_header,
             max_body=max_body,
+            max_requests=max_requests,
+            idle_timeout=idle_timeout,
         )
 
     return factory

@@ -1,7 +1,9 @@
 """WebSocket servers on threads: ``serve()``, ``Server`` and ``ServerConnection``.
 
 ``Server.serve_forever()`` accepts connections and gives each a thread of its
-own, which runs the opening handshake, then the handler.
+own, which runs the opening handshake, then the handler. With HTTP keep-alive,
+that thread answers the requests of its connection in turn until one upgrades
+or the connection closes.
 """
 
 from __future__ import annotations
@@ -55,24 +57,34 @@ class ServerConnection(Connection):
 
     def _handshake(self, deadline: float | None, context: ssl_module.SSLContext | None) -> bool:
         """Run TLS and the opening handshake; return whether the connection is
-        open. Close the socket unless it is."""
+        open. On a kept connection, answer requests until one upgrades or the
+        connection ends. Close the socket unless it is open."""
         try:
             if context is not None:
                 self.sock = context.wrap_socket(self.sock, server_side=True)
-            request = self._read_request(deadline)
-            response = None if request is None else self._answer(request)
             p = self.protocol
-            with self._write_lock:  # the response goes before any frame
-                with self._lock:
-                    if response is not None:
-                        p.send_response(response)
-                        self._deliver(p.events_received())
-                    out = p.data_to_send()
-                if out:
-                    self.sock.sendall(b"".join(out))
-            if p.state is proto.State.OPEN:
-                self.sock.settimeout(None)
-                return True
+            while True:
+                request = self._read_request(deadline)
+                response = None if request is None else self._answer(request)
+                with self._write_lock:  # the response goes before any frame
+                    with self._lock:
+                        if response is not None:
+                            p.send_response(response)
+                            if p.state is proto.State.OPEN:
+                                self._deliver(p.events_received())
+                        out = p.data_to_send()
+                    if out:
+                        self.sock.sendall(b"".join(out))
+                if p.state is proto.State.OPEN:
+                    self.sock.settimeout(None)
+                    return True
+                if p.close_expected() or p.state is not proto.State.CONNECTING:
+                    break
+                # Kept: the next request may have come already, else wait for it.
+                if p.request is None and not self._next_request():
+                    self.sock.close()  # idle, or closed by the client: no answer to protect
+                    return False
+                deadline = self.server.deadline()
             if p.handshake_exc is not None:
                 logger.info(
                     "refused WebSocket handshake from %s: %s",
@@ -80,16 +92,45 @@ class ServerConnection(Connection):
                     p.handshake_exc,
                 )
             self.sock.shutdown(socket.SHUT_WR)
+            if p.linger:
+                self._linger()
         except BaseException:
             self.sock.close()
             raise
         self.sock.close()
         return False
 
+    def _linger(self) -> None:
+        """After the last HTTP answer, drop what the client still sends until
+        it closes, or ``close_timeout`` passes (see ``ServerProtocol.linger``)."""
+        deadline = time.monotonic() + (self.close_timeout if self.close_timeout is not None else 10)
+        try:
+            while True:
+                self.sock.settimeout(remaining(deadline))
+                if not self.sock.recv(RECV_SIZE):
+                    return
+        except OSError:  # TimeoutError included
+            return
+
+    def _next_request(self) -> bool:
+        """Wait ``http_idle_timeout`` for the next request to begin on a kept
+        connection; return whether anything came."""
+        self.sock.settimeout(self.server.http_idle_timeout)
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except TimeoutError:
+            return False  # idle: close quietly
+        with self._lock:
+            if data:
+                self.protocol.receive_data(data)
+            else:
+                self.protocol.receive_eof()
+        return bool(data)
+
     def _read_request(self, deadline: float | None) -> Request | None:
-        """The upgrade request; ``None`` when there is none to answer."""
+        """The next request; ``None`` when there is none to answer."""
         p = self.protocol
-        while p.request is None and p.response is None and p.state is proto.State.CONNECTING:
+        while p.request is None and not p.close_expected() and p.state is proto.State.CONNECTING:
             self.sock.settimeout(remaining(deadline))
             data = self.sock.recv(RECV_SIZE)
             with self._lock:
@@ -97,8 +138,9 @@ class ServerConnection(Connection):
                     p.receive_data(data)
                 else:
                     p.receive_eof()
-                p.events_received()
-        return p.request if p.response is None else None
+        with self._lock:
+            p.events_received()  # the request, answered here rather than delivered
+        return None if p.close_expected() else p.request
 
     def _answer(self, request: Request) -> Response:
         """Let the hooks answer the request, or accept it."""
@@ -135,6 +177,7 @@ class Server:
         process_response: ProcessResponse | None = None,
         ssl: ssl_module.SSLContext | None = None,
         open_timeout: float | None = 10,
+        http_idle_timeout: float | None = None,
         protocol_factory: Callable[[], proto.ServerProtocol],
         connection_options: dict[str, Any],
     ) -> None:
@@ -144,6 +187,7 @@ class Server:
         self.process_request = process_request
         self.process_response = process_response
         self.open_timeout = open_timeout
+        self.http_idle_timeout = http_idle_timeout
         self._ssl = ssl
         self._protocol_factory = protocol_factory
         self._connection_options = connection_options
@@ -166,6 +210,10 @@ class Server:
     def port(self) -> int:
         """The port of the listening socket (handy with port 0)."""
         return int(self.socket.getsockname()[1])
+
+    def deadline(self) -> float | None:
+        """When a request that begins now must be whole (``open_timeout``)."""
+        return None if self.open_timeout is None else time.monotonic() + self.open_timeout
 
     def serve_forever(self) -> None:
         """Accept connections until ``shutdown()``."""
@@ -212,7 +260,7 @@ class Server:
         """The thread of one connection: handshake, handler, close."""
         conn: ServerConnection | None = None
         try:
-            deadline = None if self.open_timeout is None else time.monotonic() + self.open_timeout
+            deadline = self.deadline()
             set_nodelay(sock)
             sock.settimeout(self.open_timeout)
             conn = ServerConnection(
@@ -315,6 +363,9 @@ def serve(
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int | None = 16,
     max_request_body: int = 0,
+    http_keepalive: bool = False,
+    http_idle_timeout: float = 5,
+    http_max_requests: int = 1000,
     ssl: ssl_module.SSLContext | None = None,
     unix_path: str | None = None,
     sock: socket.socket | None = None,
@@ -329,6 +380,10 @@ def serve(
     connection is closed when it returns. ``process_request(connection,
     request)`` may answer the HTTP request instead of upgrading it, and
     ``process_response(connection, request, response)`` may change the answer.
+    With ``http_keepalive``, a connection whose request the hook answered is
+    kept for the next request (HTTP/1.1 persistent connections), for up to
+    ``http_max_requests`` requests, until it is idle for ``http_idle_timeout``
+    seconds; its thread answers them in turn.
     """
     protocol_factory = server_protocol_factory(
         origins=origins,
@@ -339,6 +394,8 @@ def serve(
         max_size=max_size,
         server_header=server_header,
         max_body=max_request_body,
+        max_requests=http_max_requests if http_keepalive else 1,
+        idle_timeout=http_idle_timeout if http_keepalive else None,
     )
 
     if unix_path is not None:
@@ -355,6 +412,7 @@ def serve(
         process_response=process_response,
         ssl=ssl,
         open_timeout=open_timeout,
+        http_idle_timeout=http_idle_timeout if http_keepalive else None,
         protocol_factory=protocol_factory,
         connection_options=dict(
             ping_interval=ping_interval,
