@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 BENCH_STAMP := $(VENV)/.bench-installed
+# uvicorn's WebSocket tests, fetched from PyPI for compliance/test_uvicorn.py.
+UVICORN_TESTS := $(VENV)/uvicorn-tests/RELEASE
 LOADGEN := bench/loadgen/loadgen
 
 .PHONY: test serve lint typecheck unit compliance clean bench instructions fuzz
@@ -35,12 +37,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not compliance"
 
-compliance: $(STAMP)
+compliance: $(STAMP) $(UVICORN_TESTS)
 	$(BIN)/pytest -m compliance
+
+$(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
+	$(BIN)/python compliance/uvicorn_suite.py fetch $(VENV)/uvicorn-tests
 
 # The whole suite with the compiled speedups (a short run of each fuzz harness
 # included), then the unit tests again on their pure-Python twins.
-test: $(STAMP)
+test: $(STAMP) $(UVICORN_TESTS)
 	$(BIN)/ruff check src tests compliance fuzzing
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -16,7 +16,8 @@
     ├── ProtocolError                   the peer broke RFC 6455 or RFC 7692
     │   ├── InvalidUTF8 (1007)
     │   └── PayloadTooBig (1009)
-    └── ConcurrencyError (RuntimeError) two coroutines or threads read at once
+    ├── ConcurrencyError (RuntimeError) two coroutines or threads read at once
+    └── ClientDisconnected (OSError)    an ASGI app sent to a closed connection
 
 Errors that come from the peer carry a hint for the answer: ``ProtocolError`` has
 the close code to send, ``InvalidHandshake`` the HTTP status to reply with.
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidUTF8",
     "PayloadTooBig",
     "ConcurrencyError",
+    "ClientDisconnected",
 ]
 
 
@@ -177,3 +179,10 @@ class PayloadTooBig(ProtocolError):
 
 class ConcurrencyError(TidewireError, RuntimeError):
     """Two coroutines or threads called ``recv()`` at the same time."""
+
+
+class ClientDisconnected(TidewireError, OSError):
+    """An ASGI application called ``send()`` on a connection that is closed or
+    closing: the ``OSError`` subclass that the ASGI spec (2.4 and later) asks
+    servers to raise. The ``ConnectionClosed`` that tells how it closed, if
+    any, is the ``__cause__``."""

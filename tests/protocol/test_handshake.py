@@ -52,6 +52,8 @@ def test_server_accepts_valid_request() -> None:
         ({"Sec-WebSocket-Key": "not base64!"}, 400, "isn't base64"),
         ({"Sec-WebSocket-Version": "8"}, 426, "isn't 13"),
         ({"Sec-WebSocket-Version": None}, 400, "Sec-WebSocket-Version header: missing"),
+        # Another version is told ours first, even without a key of ours.
+        ({"Sec-WebSocket-Version": "11", "Sec-WebSocket-Key": None}, 426, "isn't 13"),
         ({"Host": None}, 400, "Host header: missing"),
     ],
 )

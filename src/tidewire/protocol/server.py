@@ -232,11 +232,13 @@ class ServerProtocol(Connection):
                 raise InvalidHeader("Connection", "more than one")
             if "upgrade" not in (t.lower() for t in split_tokens(connection)):
                 raise InvalidHeader("Connection", "missing the Upgrade token", 426)
-        key = single(h.get("sec-websocket-key") or [], "Sec-WebSocket-Key")
-        check_key(key)
+        # The version first: a client of another version gets 426 and the
+        # version we speak (RFC 6455 section 4.2.2), whatever else it sent.
         version = single(h.get("sec-websocket-version") or [], "Sec-WebSocket-Version")
         if version != "13":
             raise InvalidHeader("Sec-WebSocket-Version", f"{version[:20]!r} isn't 13", 426)
+        key = single(h.get("sec-websocket-key") or [], "Sec-WebSocket-Key")
+        check_key(key)
         if "host" not in h:
             raise InvalidHeader("Host", "missing")
         if self.origins is not None:
