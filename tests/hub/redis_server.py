@@ -27,13 +27,18 @@ class RedisServer:
     """One redis-server process. Without ``persist`` a restart loses everything;
     with it, every write is in its append-only file before Redis answers."""
 
-    def __init__(self, directory: Path, *, persist: bool = False) -> None:
+    program, install = "redis-server", INSTALL
+
+    def __init__(self, directory: Path, *, persist: bool = False,
+                 extra: tuple[str, ...] = ()) -> None:
         self.persist = persist
-        exe = shutil.which("redis-server")
+        self.extra = extra
+        exe = shutil.which(self.program)
         if exe is None:
-            raise RuntimeError(f"these tests need redis-server: {INSTALL}")
+            raise RuntimeError(f"these tests need {self.program}: {self.install}")
         self.exe = exe
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -41,19 +46,19 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self) -> list[str]:
+        return [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
+                "--dir", str(self.directory), *self.extra]
+
     def start(self) -> None:
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - the child holds it
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "always",
-             "--dir", str(self.directory)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout(10)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {self.directory / 'redis.log'}")
+                raise RuntimeError(f"{self.program} exited; see {self.directory / 'redis.log'}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
@@ -62,7 +67,7 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)
-        raise RuntimeError("redis-server didn't answer within 10 s")
+        raise RuntimeError(f"{self.program} didn't answer within 10 s")
 
     def kill(self) -> None:
         """Kill it as a crash would: no goodbye to its clients."""
@@ -83,3 +88,4 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout(5)) as sock:
             sock.sendall(b"FLUSHALL\r\n")
             assert sock.recv(64).startswith(b"+OK")
+

@@ -225,6 +225,52 @@ async def test_history_bounds_and_recovery_in_redis(redis_url: str) -> None:
         await broker.close()
 
 
+async def test_a_promoted_replica_starts_new_epochs(tmp_path: Path) -> None:
+    # Replication is asynchronous: what the old master accepted last may be
+    # missing on the replica that takes over. Offsets given after the
+    # promotion must not be mistaken for the lost ones.
+    master = RedisServer(tmp_path / "master")
+    replica = RedisServer(tmp_path / "replica",
+                          extra=("--replicaof", "127.0.0.1", str(master.port)))
+    try:
+        await promote(master, replica)
+    finally:
+        master.kill()
+        replica.kill()
+
+
+async def promote(master: RedisServer, replica: RedisServer) -> None:
+    master.start()
+    replica.start()
+    old = RedisBroker(master.url)
+    await old.start(lambda channel, event: None)
+    try:
+        for i in range(3):
+            before = await old.publish("c", str(i), history_size=10, history_ttl=60)
+        with redis.Redis(port=master.port) as conn:
+            assert conn.wait(1, int(timeout(5) * 1000)) == 1  # the replica has them all
+    finally:
+        await old.close()
+    master.kill()
+    with redis.Redis(port=replica.port) as conn:
+        conn.replicaof("NO", "ONE")
+    new = RedisBroker(replica.url)
+    await new.start(lambda channel, event: None)
+    try:
+        history = await new.history("c", since=before)
+        assert history.top.epoch != before.epoch and not history.complete
+        after = await new.publish("c", "new", history_size=10, history_ttl=60)
+        assert (after.epoch, after.offset) == (history.top.epoch, 1)
+        # From then on the epoch holds.
+        assert (await new.publish("c", "more", history_size=10, history_ttl=60)).epoch == (
+            after.epoch
+        )
+        kept = await new.history("c", since=after)
+        assert kept.complete and [p.data for p in kept.publications] == ["more"]
+    finally:
+        await new.close()
+
+
 async def test_presence_of_a_crashed_node_expires(
     make_node: MakeNode, redis_url: str, tmp_path: Path
 ) -> None:

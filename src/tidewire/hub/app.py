@@ -275,8 +275,11 @@ class Hub:
 
     def _interrupt(self, channel: str) -> None:
         """Close the connections subscribed to ``channel`` with 4003: their
-        stream has a gap, and a client recovers it by reconnecting."""
-        sessions = {s for s in self.sessions if s.ws in self._live.get(channel, ())}
+        stream has a gap, and a client recovers it by reconnecting. Nothing
+        more of ``channel`` is pushed to them: the close comes right after the
+        last publication before the gap."""
+        live = self._live.pop(channel, set())
+        sessions = {s for s in self.sessions if s.ws in live}
         sessions |= self._joining.get(channel, set())
         logger.warning("stream of %s interrupted: %d subscribers asked to recover",
                        channel, len(sessions))

@@ -66,13 +66,35 @@ logger = logging.getLogger("tidewire.hub.redis")
 META_TTL = 7 * 24 * 3600.0  # seconds an unpublished channel keeps its epoch and offset
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0  # seconds between reconnection attempts
 
-# KEYS: meta, history. ARGV: pub/sub channel, epoch if new, body, size, ttl ms.
-_PUBLISH = """
+# The start of the publish and history scripts: the channel's epoch, a new one
+# (ARGV[1]) if the channel is new or if this Redis was promoted from replica
+# since the channel's last write. Replication is asynchronous: the old master
+# may have acknowledged, and delivered, publications that never reached this
+# one, and a new epoch keeps their offsets from being given to others. Each
+# write records the replication history it was made in (``run``); a restart
+# from disk starts a new one without a promotion (no ``master_replid2``), and
+# keeps the epoch. KEYS: meta, history.
+_EPOCH = """
+local info = redis.call('INFO', 'replication')
+local run = string.match(info, 'master_replid:(%x+)') or ''
+local before = string.match(info, 'master_replid2:(%x+)') or ''
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+local seen = redis.call('HGET', KEYS[1], 'run')
+local fresh = not epoch
+if epoch and seen ~= run and before ~= '' and before ~= string.rep('0', #before) then
+  fresh = true
 end
+if fresh then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'run', run)
+elseif seen ~= run then
+  redis.call('HSET', KEYS[1], 'run', run)
+end
+"""
+
+# ARGV: epoch if new, pub/sub channel, body, size, ttl ms, meta ttl ms.
+_PUBLISH = _EPOCH + """
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[6])))
@@ -83,17 +105,14 @@ if size > 0 and ttl > 0 then
   redis.call('LTRIM', KEYS[2], -size, -1)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PUBLISH', ARGV[1], 'p\\n' .. epoch .. '\\n' .. offset .. '\\n' .. ARGV[3])
+redis.call('PUBLISH', ARGV[2], 'p\\n' .. epoch .. '\\n' .. offset .. '\\n' .. ARGV[3])
 return {epoch, offset}
 """
 
-# KEYS: meta, history. ARGV: epoch if new, whether to read entries, meta ttl ms.
+# ARGV: epoch if new, whether to read entries, meta ttl ms.
 # Returns epoch, offset, Redis's time in ms, then the entries.
-_HISTORY = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+_HISTORY = _EPOCH + """
+if fresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 local offset = redis.call('HGET', KEYS[1], 'offset') or '0'
@@ -309,7 +328,7 @@ class RedisBroker(Broker):
         body = _body(time.time(), sender, data)
         epoch, offset = await self._call(self._publish(
             keys=[self._key("m", channel), self._key("h", channel)],
-            args=[self._key("c", channel), secrets.token_urlsafe(6), body, history_size,
+            args=[secrets.token_urlsafe(6), self._key("c", channel), body, history_size,
                   int(history_ttl * 1000), int(META_TTL * 1000)],
         ), "publish")
         return Position(epoch, int(offset))
