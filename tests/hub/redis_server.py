@@ -20,6 +20,8 @@ from ..conftest import timeout
 
 INSTALL = "install it with `apt-get install redis-server` (make test does it)"
 INSTALL_SENTINEL = "install it with `apt-get install redis-sentinel` (make test does it)"
+# A master syncs a new replica at once, not after 5 s of waiting for others.
+NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
 
 
 def free_port() -> int:
@@ -125,7 +127,7 @@ class SentinelGroup:
     def __init__(self, directory: Path, *, down_after_ms: int = 500,
                  failover_timeout_ms: int = 2000) -> None:
         self.down_after_ms = down_after_ms
-        self.master = RedisServer(directory / "master")
+        self.master = RedisServer(directory / "master", extra=NO_SYNC_DELAY)
         self.replica = RedisServer(
             directory / "replica", extra=("--replicaof", "127.0.0.1", str(self.master.port))
         )

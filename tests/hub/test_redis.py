@@ -26,7 +26,7 @@ from tidewire.hub.redisbroker import RedisBroker
 from ..conftest import timeout
 from .conftest import config
 from .helpers import API_KEY, Client, within
-from .redis_server import RedisServer, free_port
+from .redis_server import NO_SYNC_DELAY, RedisServer, free_port, poll
 from .tcp_proxy import Proxy
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -231,7 +231,7 @@ async def test_a_promoted_replica_starts_new_epochs(tmp_path: Path) -> None:
     # Replication is asynchronous: what the old master accepted last may be
     # missing on the replica that takes over. Offsets given after the
     # promotion must not be mistaken for the lost ones.
-    master = RedisServer(tmp_path / "master")
+    master = RedisServer(tmp_path / "master", extra=NO_SYNC_DELAY)
     replica = RedisServer(tmp_path / "replica",
                           extra=("--replicaof", "127.0.0.1", str(master.port)))
     try:
@@ -244,6 +244,9 @@ async def test_a_promoted_replica_starts_new_epochs(tmp_path: Path) -> None:
 async def promote(master: RedisServer, replica: RedisServer) -> None:
     master.start()
     replica.start()
+    with redis.Redis(port=replica.port, decode_responses=True) as conn:
+        poll(lambda: conn.info("replication")["master_link_status"] == "up", 20,
+             "the replica didn't sync with its master within 20 s")
     old = RedisBroker(master.url)
     await old.start(lambda channel, event: None)
     try:
