@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml setup.py src/tidewire/_speedups.c \
 	@command -v microsocks >/dev/null || { apt-get update && apt-get install -y microsocks; }
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
+	@command -v redis-sentinel >/dev/null || { apt-get update && apt-get install -y redis-sentinel; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -182,8 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub.add_argument("--port", type=int, help="port to listen on (default 8000)")
     hub.add_argument("--config", metavar="FILE", help="TOML config file (see docs/hub.md)")
     hub.add_argument("--broker", metavar="URL",
-                     help="memory (the default), or redis://host:port/db to share "
-                     "channels between nodes (needs tidewire[redis])")
+                     help="memory (the default), or redis://host:port/db (or, with "
+                     "Sentinel, redis+sentinel://host:port,host:port/<service>/<db>) to "
+                     "share channels between nodes (needs tidewire[redis])")
     hub.add_argument("--api-key", help="key of the HTTP API (generated when not set)")
     hub.add_argument("--token-secret", help="HS256 secret of connection tokens (JWT)")
     hub.add_argument("--demo", action=argparse.BooleanOptionalAction, default=None,

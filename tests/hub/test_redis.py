@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 
 from tidewire.hub import ClientInfo, Hub, Position, Publication
 from tidewire.hub import redisbroker as redis_module
@@ -25,7 +26,8 @@ from tidewire.hub.redisbroker import RedisBroker
 from ..conftest import timeout
 from .conftest import config
 from .helpers import API_KEY, Client, within
-from .redis_server import RedisServer, free_port
+from .redis_server import NO_SYNC_DELAY, RedisServer, free_port, poll
+from .tcp_proxy import Proxy
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -225,6 +227,55 @@ async def test_history_bounds_and_recovery_in_redis(redis_url: str) -> None:
         await broker.close()
 
 
+async def test_a_promoted_replica_starts_new_epochs(tmp_path: Path) -> None:
+    # Replication is asynchronous: what the old master accepted last may be
+    # missing on the replica that takes over. Offsets given after the
+    # promotion must not be mistaken for the lost ones.
+    master = RedisServer(tmp_path / "master", extra=NO_SYNC_DELAY)
+    replica = RedisServer(tmp_path / "replica",
+                          extra=("--replicaof", "127.0.0.1", str(master.port)))
+    try:
+        await promote(master, replica)
+    finally:
+        master.kill()
+        replica.kill()
+
+
+async def promote(master: RedisServer, replica: RedisServer) -> None:
+    master.start()
+    replica.start()
+    with redis.Redis(port=replica.port, decode_responses=True) as conn:
+        poll(lambda: conn.info("replication")["master_link_status"] == "up", 20,
+             "the replica didn't sync with its master within 20 s")
+    old = RedisBroker(master.url)
+    await old.start(lambda channel, event: None)
+    try:
+        for i in range(3):
+            before = await old.publish("c", str(i), history_size=10, history_ttl=60)
+        with redis.Redis(port=master.port) as conn:
+            assert conn.wait(1, int(timeout(5) * 1000)) == 1  # the replica has them all
+    finally:
+        await old.close()
+    master.kill()
+    with redis.Redis(port=replica.port) as conn:
+        conn.replicaof("NO", "ONE")
+    new = RedisBroker(replica.url)
+    await new.start(lambda channel, event: None)
+    try:
+        history = await new.history("c", since=before)
+        assert history.top.epoch != before.epoch and not history.complete
+        after = await new.publish("c", "new", history_size=10, history_ttl=60)
+        assert (after.epoch, after.offset) == (history.top.epoch, 1)
+        # From then on the epoch holds.
+        assert (await new.publish("c", "more", history_size=10, history_ttl=60)).epoch == (
+            after.epoch
+        )
+        kept = await new.history("c", since=after)
+        assert kept.complete and [p.data for p in kept.publications] == ["more"]
+    finally:
+        await new.close()
+
+
 async def test_presence_of_a_crashed_node_expires(
     make_node: MakeNode, redis_url: str, tmp_path: Path
 ) -> None:
@@ -381,10 +432,19 @@ async def test_a_lost_subscription_is_filled_from_history(
     for i in range(1, published + 1):
         assert (await publish(a, "news:gap", i)).status_code == 200
     assert not b.broker.healthy  # all of them fell in b's gap
+    await gap_filled_or_told(a, b, subscriber, sub, published)
+    await subscriber.close()
+
+
+async def gap_filled_or_told(a: Hub, b: Hub, subscriber: Client, sub: dict[str, Any],
+                             published: int) -> None:
+    """``published`` publications (1, 2, ...) fell in a gap of ``b``'s pub/sub
+    (history_size 5): they reach ``subscriber`` or it is told to recover."""
+    channel = sub["channel"]
     if published <= 5:
         # Filled from history: nothing lost, nothing doubled, no reconnect asked.
         assert await subscriber.pubs(published) == list(range(1, published + 1))
-        await publish(a, "news:gap", "next")
+        await publish(a, channel, "next")
         assert await subscriber.pubs(1) == ["next"]
     else:
         # More than history holds: the subscriber is asked to reconnect, and
@@ -392,19 +452,17 @@ async def test_a_lost_subscription_is_filled_from_history(
         assert (await subscriber.closed())[0] == 4003
         assert b.metrics.interrupted == 1
         back = await Client.open(b)
-        result = await back.request("subscribe", channel="news:gap",
+        result = await back.request("subscribe", channel=channel,
                                     since={"epoch": sub["epoch"], "offset": 1})
         assert result["recovered"] is False
         assert [p["data"] for p in result["publications"]] == [4, 5, 6, 7, 8]
         await back.close()
-    await subscriber.close()
 
 
 async def test_a_frozen_redis_makes_the_node_degraded(
-    own_redis: RedisServer, make_node: MakeNode, monkeypatch: pytest.MonkeyPatch
+    own_redis: RedisServer, make_node: MakeNode
 ) -> None:
-    monkeypatch.setattr(RedisBroker, "ping_interval", 0.2)
-    node = await make_node(own_redis.url)
+    node = await make_node(own_redis.url, probe_interval=0.2)
     own_redis.freeze()
     await until(lambda: _degraded(node))
     response = await publish(node, "chat:x", 1)
@@ -412,6 +470,50 @@ async def test_a_frozen_redis_makes_the_node_degraded(
     own_redis.thaw()
     await until(lambda: _healthy(node))
     assert (await publish(node, "chat:x", 1)).status_code == 200
+
+
+async def broker_up(node: Hub) -> float:
+    """The node's ``tidewire_hub_broker_up``, as /metrics shows it."""
+    async with httpx.AsyncClient(timeout=timeout(10)) as http:
+        text = (await http.get(f"http://127.0.0.1:{node.port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("tidewire_hub_broker_up "):
+            return float(line.split()[1])
+    raise AssertionError("no tidewire_hub_broker_up in /metrics")
+
+
+@pytest.mark.parametrize("published", [3, 8], ids=["filled", "too-many"])
+async def test_a_pub_sub_connection_gone_silent_is_found_and_made_again(
+    make_node: MakeNode, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, published: int,
+) -> None:
+    # The node's connections to Redis stop carrying anything, but stay open:
+    # no error, no EOF. Only the probe can tell.
+    monkeypatch.setattr(redis_module, "BACKOFF_FIRST", 2.0)  # b stays away 1-3 s
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with Proxy(port) as proxy:
+        a, b = await make_node(), await make_node(proxy.url, probe_interval=0.2)
+        subscriber = await Client.open(b)
+        sub = await subscriber.request("subscribe", channel="news:quiet")  # history_size 5
+        await publish(a, "news:quiet", 0)
+        assert await subscriber.pubs(1) == [0]
+        assert await _healthy(b) and await broker_up(b) == 1.0
+        proxy.silence()
+        for i in range(1, published + 1):
+            assert (await publish(a, "news:quiet", i)).status_code == 200
+        await until(lambda: _degraded(b))
+        assert await broker_up(b) == 0.0
+        # Meanwhile Redis answers a PING by the same way: health is pub/sub
+        # delivering, not Redis answering.
+        async with redis.asyncio.Redis(port=proxy.port, socket_timeout=timeout(5)) as direct:
+            assert await direct.ping()
+        assert "stopped delivering on pub/sub" in caplog.text
+        await until(lambda: _healthy(b))
+        assert await broker_up(b) == 1.0
+        # Subscribed again: the gap is filled from history, or the subscriber
+        # is told to recover.
+        await gap_filled_or_told(a, b, subscriber, sub, published)
+        await subscriber.close()
 
 
 async def test_a_node_starts_degraded_while_redis_is_down(make_node: MakeNode) -> None:

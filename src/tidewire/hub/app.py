@@ -33,22 +33,24 @@ SHUTDOWN_REASON = "server shutting down, reconnect"
 WS_PATH = "/ws"
 
 
-def make_broker(spec: str, *, presence_ttl: float = 30.0) -> Broker:
+def make_broker(spec: str, *, presence_ttl: float = 30.0, probe_interval: float = 1.0) -> Broker:
     """The broker named by ``--broker``: ``memory``, or a Redis URL
-    (``redis://host:port/db``, ``unix:///path/redis.sock``)."""
+    (``redis://host:port/db``, ``unix:///path/redis.sock``,
+    ``redis+sentinel://host:port,host:port/<service>/<db>``)."""
     if spec == "memory":
         return MemoryBroker()
-    if spec.startswith(("redis://", "unix://")):
+    if spec.lower().startswith(("redis://", "unix://", "redis+sentinel:")):
         try:
             from .redisbroker import RedisBroker
         except ImportError as exc:
             raise ConfigError(str(exc)) from None
         try:
-            return RedisBroker(spec, presence_ttl=presence_ttl)
+            return RedisBroker(spec, presence_ttl=presence_ttl, probe_interval=probe_interval)
         except ValueError as exc:
             raise ConfigError(f"broker: {exc}") from None
     raise ConfigError(
-        f"unknown broker {spec!r}; known: memory, redis://host:port/db, unix:///path"
+        f"unknown broker {spec!r}; known: memory, redis://host:port/db, unix:///path, "
+        "redis+sentinel://host:port,host:port/<service>/<db>"
     )
 
 
@@ -63,7 +65,8 @@ class Hub:
     def __init__(self, config: HubConfig | None = None, *, broker: Broker | None = None) -> None:
         self.config = config or HubConfig()
         self.broker = broker or make_broker(
-            self.config.broker, presence_ttl=self.config.presence_ttl
+            self.config.broker, presence_ttl=self.config.presence_ttl,
+            probe_interval=self.config.probe_interval,
         )
         self.version = __version__
         self.metrics = Metrics(self._gauges)
@@ -279,8 +282,11 @@ class Hub:
 
     def _interrupt(self, channel: str) -> None:
         """Close the connections subscribed to ``channel`` with 4003: their
-        stream has a gap, and a client recovers it by reconnecting."""
-        sessions = {s for s in self.sessions if s.ws in self._live.get(channel, ())}
+        stream has a gap, and a client recovers it by reconnecting. Nothing
+        more of ``channel`` is pushed to them: the close comes right after the
+        last publication before the gap."""
+        live = self._live.pop(channel, set())
+        sessions = {s for s in self.sessions if s.ws in live}
         sessions |= self._joining.get(channel, set())
         logger.warning("stream of %s interrupted: %d subscribers asked to recover",
                        channel, len(sessions))
@@ -295,5 +301,8 @@ class Hub:
                 "subscriptions on this node", sum(len(s.channels) for s in self.sessions)
             ),
             "channels": ("channels with subscribers on this node", len(self._listens)),
-            "broker_up": ("1 while the broker is reachable", 1.0 if self.broker.healthy else 0.0),
+            "broker_up": (
+                "1 while the broker delivers (Redis: this node's pub/sub probes come back)",
+                1.0 if self.broker.healthy else 0.0,
+            ),
         }

@@ -194,7 +194,7 @@ class Broker(abc.ABC):
 
     @property
     def healthy(self) -> bool:
-        """False while the broker is unreachable."""
+        """False while the broker is unreachable or doesn't deliver."""
         return True
 
     @property

@@ -69,8 +69,9 @@ class HubConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    broker: str = "memory"  # or redis://host:port/db
+    broker: str = "memory"  # or redis://host:port/db, redis+sentinel://host:port,.../name/db
     presence_ttl: float = 30.0  # a shared broker forgets a lost node's clients after this
+    probe_interval: float = 1.0  # Redis broker: seconds between probes of pub/sub delivery
     api_key: str | None = None  # None: the HTTP API answers 401 to everyone
     origins: tuple[str, ...] | None = None  # Origin values allowed on /ws; None: any
     token_secret: str | None = None  # None: tokens are refused, anonymous only
@@ -99,6 +100,8 @@ class HubConfig:
             raise ConfigError("http_idle_timeout must be above 0")
         if self.http_max_requests < 1:
             raise ConfigError("http_max_requests must be at least 1")
+        if self.probe_interval <= 0:
+            raise ConfigError("probe_interval must be above 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
 

@@ -14,11 +14,17 @@ publishes it, all at once, so every node sees one order per channel. A node
 subscribes (on one connection of its own) only to channels it has subscribers
 for. Time is Redis's clock (``TIME``), so the nodes' clocks don't matter.
 
-While Redis can't be reached every call raises ``BrokerUnavailable`` and
-``healthy`` is false; the pub/sub connection retries with backoff. Once it is
-back, the node subscribes again and fills the gap of each channel from history.
-A gap history can't fill (or a new epoch, when Redis lost its data) is a
-``Reset``: the hub then asks those subscribers to reconnect and recover.
+Redis may be one server or the master that Sentinel names (``redisurl``). A
+master promoted from replica starts a new epoch in each channel, since it may
+lack what the old master accepted last.
+
+``healthy`` is true only while the node's own probes, published every
+``probe_interval``, come back on its pub/sub connection. Otherwise every call
+raises ``BrokerUnavailable`` and the pub/sub connection is made again, with
+backoff. Once it is back, the node subscribes again and fills the gap of each
+channel from history. A gap history can't fill (or a new epoch, when Redis lost
+its data or a replica took over) is a ``Reset``: the hub then asks those
+subscribers to reconnect and recover.
 """
 
 from __future__ import annotations
@@ -33,8 +39,7 @@ import time
 from typing import Any
 
 try:
-    import redis.asyncio as aioredis
-    from redis.asyncio.connection import AbstractConnection, parse_url
+    from redis.asyncio.connection import AbstractConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -58,6 +63,7 @@ from .broker import (
     Reset,
     select_history,
 )
+from .redisurl import hide_password, redis_client
 
 __all__ = ["RedisBroker"]
 
@@ -65,14 +71,39 @@ logger = logging.getLogger("tidewire.hub.redis")
 
 META_TTL = 7 * 24 * 3600.0  # seconds an unpublished channel keeps its epoch and offset
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0  # seconds between reconnection attempts
+# With Sentinel an attempt first asks a sentinel where the master is (cheap):
+# ask at least this often, to follow a failover soon after it is done.
+SENTINEL_BACKOFF_MAX = 1.0
 
-# KEYS: meta, history. ARGV: pub/sub channel, epoch if new, body, size, ttl ms.
-_PUBLISH = """
+# The start of the publish and history scripts: the channel's epoch, a new one
+# (ARGV[1]) if the channel is new or if this Redis was promoted from replica
+# since the channel's last write. Replication is asynchronous: the old master
+# may have acknowledged, and delivered, publications that never reached this
+# one, and a new epoch keeps their offsets from being given to others. Each
+# write records the replication history it was made in (``run``); a restart
+# from disk starts a new one without a promotion (no ``master_replid2``), and
+# keeps the epoch. KEYS: meta, history.
+_EPOCH = """
+local info = redis.call('INFO', 'replication')
+local run = string.match(info, 'master_replid:(%x+)') or ''
+local before = string.match(info, 'master_replid2:(%x+)') or ''
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+local seen = redis.call('HGET', KEYS[1], 'run')
+local fresh = not epoch
+if epoch and seen ~= run and before ~= '' and before ~= string.rep('0', #before) then
+  fresh = true
 end
+if fresh then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0, 'run', run)
+elseif seen ~= run then
+  redis.call('HSET', KEYS[1], 'run', run)
+end
+"""
+
+# ARGV: epoch if new, pub/sub channel, body, size, ttl ms, meta ttl ms.
+_PUBLISH = _EPOCH + """
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('PEXPIRE', KEYS[1], math.max(ttl, tonumber(ARGV[6])))
@@ -83,17 +114,14 @@ if size > 0 and ttl > 0 then
   redis.call('LTRIM', KEYS[2], -size, -1)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('PUBLISH', ARGV[1], 'p\\n' .. epoch .. '\\n' .. offset .. '\\n' .. ARGV[3])
+redis.call('PUBLISH', ARGV[2], 'p\\n' .. epoch .. '\\n' .. offset .. '\\n' .. ARGV[3])
 return {epoch, offset}
 """
 
-# KEYS: meta, history. ARGV: epoch if new, whether to read entries, meta ttl ms.
+# ARGV: epoch if new, whether to read entries, meta ttl ms.
 # Returns epoch, offset, Redis's time in ms, then the entries.
-_HISTORY = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+_HISTORY = _EPOCH + """
+if fresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 local offset = redis.call('HGET', KEYS[1], 'offset') or '0'
@@ -158,13 +186,18 @@ return 0
 class RedisBroker(Broker):
     """Channels, history and presence in Redis, shared by every hub node.
 
-    ``url`` is ``redis://[[user]:password@]host[:port][/db]`` or
-    ``unix:///path/to/redis.sock[?db=N]``. A node's clients vanish from
-    presence at most ``presence_ttl`` seconds after the node stops renewing
-    them (it renews every third of that).
-    """
+    ``url`` is ``redis://[[user]:password@]host[:port][/db]``,
+    ``unix:///path/to/redis.sock[?db=N]``, or
+    ``redis+sentinel://[[user]:password@]host:port,host:port/<service>[/db]``
+    (see ``redisurl``). A node's clients vanish from presence at most
+    ``presence_ttl`` seconds after the node stops renewing them (it renews
+    every third of that).
 
-    ping_interval = 2.0  # seconds between pings on the pub/sub connection
+    The node knows its pub/sub connection delivers by publishing to a probe
+    channel of its own every ``probe_interval`` seconds: it is ``healthy``
+    only while the probes come back, and a connection whose probe isn't back
+    within three intervals is dropped and made again.
+    """
 
     def __init__(
         self,
@@ -174,30 +207,26 @@ class RedisBroker(Broker):
         presence_ttl: float = 30.0,
         timeout: float = 5.0,
         max_connections: int = 64,
+        probe_interval: float = 1.0,
     ) -> None:
-        try:
-            self._params: dict[str, Any] = dict(parse_url(url))
-        except ValueError as exc:
-            raise ValueError(f"invalid Redis URL {url!r}: {exc}") from None
         if presence_ttl <= 0:
             raise ValueError("presence_ttl must be above 0")
+        if probe_interval <= 0:
+            raise ValueError("probe_interval must be above 0")
         self.url = url
         self.prefix = prefix
         self.presence_ttl = presence_ttl
+        self.probe_interval = probe_interval
         self.node = secrets.token_hex(4)
-        options: dict[str, Any] = dict(
+        self._timeout = timeout
+        self._redis, self._sentinel = redis_client(
+            url, max_connections=max_connections, timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             decode_responses=True,
             # No silent retries: a publish retried after its reply was lost
             # would be published twice. The caller gets 503 and decides.
             retry=Retry(NoBackoff(), 0),
-        )
-        self._options = options
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool(
-                max_connections=max_connections, timeout=timeout, **self._params, **options
-            )
         )
         self._publish = self._redis.register_script(_PUBLISH)
         self._history = self._redis.register_script(_HISTORY)
@@ -209,7 +238,10 @@ class RedisBroker(Broker):
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._conn: AbstractConnection | None = None  # pub/sub, while connected
-        self._heard = 0.0  # monotonic time of the pub/sub connection's last reply
+        self._probe_key = f"{prefix}:probe:{self.node}"
+        self._since = 0.0  # monotonic time the pub/sub connection was subscribed
+        self._probed = 0.0  # monotonic time the last probe that came back was sent
+        self._probing: asyncio.Task[None] | None = None  # a probe being published
         self._listened: set[str] = set()
         self._confirms: dict[str, list[asyncio.Future[None]]] = {}  # awaiting SUBSCRIBE
         self._last: dict[str, Position] = {}  # the last publication delivered
@@ -238,7 +270,7 @@ class RedisBroker(Broker):
         self._spawn(self._pubsub_forever())
         self._spawn(self._heartbeat_forever())
         try:
-            await asyncio.wait_for(self._tried.wait(), self._options["socket_connect_timeout"])
+            await asyncio.wait_for(self._tried.wait(), self._timeout)
         except asyncio.TimeoutError:
             pass
         if not self._healthy:
@@ -252,12 +284,7 @@ class RedisBroker(Broker):
     @property
     def safe_url(self) -> str:
         """The URL without its password, for logs."""
-        scheme, sep, rest = self.url.partition("://")
-        creds, at, host = rest.rpartition("@")
-        if not at:
-            return self.url
-        user = creds.partition(":")[0]
-        return f"{scheme}{sep}{user + ':' if user else ''}***@{host}"
+        return hide_password(self.url)
 
     async def close(self) -> None:
         self._closing = True
@@ -269,6 +296,8 @@ class RedisBroker(Broker):
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._redis.aclose()
         await self._redis.connection_pool.aclose()  # given, so not closed by aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
     # Commands.
 
@@ -309,7 +338,7 @@ class RedisBroker(Broker):
         body = _body(time.time(), sender, data)
         epoch, offset = await self._call(self._publish(
             keys=[self._key("m", channel), self._key("h", channel)],
-            args=[self._key("c", channel), secrets.token_urlsafe(6), body, history_size,
+            args=[secrets.token_urlsafe(6), self._key("c", channel), body, history_size,
                   int(history_ttl * 1000), int(META_TTL * 1000)],
         ), "publish")
         return Position(epoch, int(offset))
@@ -426,7 +455,7 @@ class RedisBroker(Broker):
         self._confirms.setdefault(channel, []).append(confirmed)
         try:
             await self._conn.send_command("SUBSCRIBE", self._key("c", channel))
-            await asyncio.wait_for(asyncio.shield(confirmed), self._options["socket_timeout"])
+            await asyncio.wait_for(asyncio.shield(confirmed), self._timeout)
         except BaseException as exc:
             self._listened.discard(channel)
             waiting = self._confirms.get(channel, [])
@@ -441,7 +470,7 @@ class RedisBroker(Broker):
         self._listened.discard(channel)
         self._last.pop(channel, None)
         self._syncing.pop(channel, None)
-        if self._conn is not None and self._healthy:
+        if self._conn is not None:
             try:
                 await self._conn.send_command("UNSUBSCRIBE", self._key("c", channel))
             except (RedisError, OSError):
@@ -449,13 +478,14 @@ class RedisBroker(Broker):
 
     async def _pubsub_forever(self) -> None:
         delay = BACKOFF_FIRST
+        pool = self._redis.connection_pool
         while not self._closing:
-            conn = self._redis.connection_pool.connection_class(
-                **self._params, **self._options, client_name=f"tidewire-{self.node}-pubsub"
+            # With Sentinel, connect() asks the sentinels where the master is.
+            conn = pool.connection_class(
+                **pool.connection_kwargs, client_name=f"tidewire-{self.node}-pubsub"
             )
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
-                self._heard = time.monotonic()
                 await self._resubscribe(conn)
                 delay = BACKOFF_FIRST
                 await self._read(conn)
@@ -468,7 +498,7 @@ class RedisBroker(Broker):
                     self._tried.set()
                 await conn.disconnect(nowait=True)
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, SENTINEL_BACKOFF_MAX if self._sentinel else BACKOFF_MAX)
 
     def _down(self) -> None:
         self._healthy = False
@@ -480,16 +510,27 @@ class RedisBroker(Broker):
         self._confirms.clear()
 
     async def _resubscribe(self, conn: AbstractConnection) -> None:
-        """Subscribe again to every channel listened to, then fill each one's
-        gap from history before its live stream goes on."""
+        """Subscribe again to every channel listened to, then to the probe
+        channel; return once Redis has confirmed them all (it answers in
+        order), with what came meanwhile held to fill each channel's gap."""
         channels = sorted(self._listened)
         self._syncing = {channel: [] for channel in channels if channel in self._last}
         if channels:
             await conn.send_command("SUBSCRIBE", *(self._key("c", c) for c in channels))
-        # The pool's connections may date from before Redis went away: each
-        # would fail its next command. Start afresh.
+        await conn.send_command("SUBSCRIBE", self._probe_key)
+        while True:
+            message = await conn.read_response(timeout=self._timeout, push_request=True)
+            if isinstance(message, list):
+                if message[0] == "subscribe" and message[1] == self._probe_key:
+                    break
+                self._dispatch(message)
+        # The pool's connections may date from before Redis went away (or to
+        # a master that is gone): each would fail its next command. Start afresh.
         await self._redis.connection_pool.disconnect()
         self._conn = conn
+
+    def _up(self) -> None:
+        """The first probe came back: pub/sub delivers, the node is healthy."""
         self._healthy = True
         if self._tried is not None:
             self._tried.set()
@@ -499,10 +540,11 @@ class RedisBroker(Broker):
         if self._present or self._listened:
             self._spawn(self.heartbeat(restore=True))  # Redis may have lost them
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _fill_gaps(self) -> None:
         syncing = self._syncing
@@ -529,29 +571,58 @@ class RedisBroker(Broker):
                 self._dispatch(message)
 
     async def _read(self, conn: AbstractConnection) -> None:
-        pinger = asyncio.get_running_loop().create_task(self._ping(conn))
+        prober = asyncio.get_running_loop().create_task(self._probe(conn))
         try:
             while True:
                 message = await conn.read_response(timeout=math.inf, push_request=True)
-                self._heard = time.monotonic()
                 if isinstance(message, list):
                     self._dispatch(message)
         finally:
-            pinger.cancel()
+            prober.cancel()
 
-    async def _ping(self, conn: AbstractConnection) -> None:
-        """Ping, and drop a connection that stops answering."""
+    async def _probe(self, conn: AbstractConnection) -> None:
+        """Publish a probe now and every ``probe_interval``; drop ``conn``
+        when the last one back was sent more than three intervals ago."""
+        if self._probing is not None:
+            self._probing.cancel()  # sent before this connection: it can't count
+        self._since = self._probed = time.monotonic()
         while True:
-            await asyncio.sleep(self.ping_interval)
-            if time.monotonic() - self._heard > 3 * self.ping_interval:
-                logger.warning("Redis at %s stopped answering", self.safe_url)
+            now = time.monotonic()
+            if now - self._probed > 3 * self.probe_interval:
+                logger.warning("Redis at %s stopped delivering on pub/sub (no probe back "
+                               "in %.1f s); reconnecting", self.safe_url, now - self._probed)
+                self._healthy = False
                 await conn.disconnect(nowait=True)
                 return
-            await conn.send_command("PING")
+            if self._probing is None or self._probing.done():
+                self._probing = self._spawn(self._send_probe(now))
+            await asyncio.sleep(self.probe_interval)
+
+    async def _send_probe(self, at: float) -> None:
+        try:
+            await asyncio.wait_for(
+                self._redis.publish(self._probe_key, repr(at)), 3 * self.probe_interval
+            )
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            logger.debug("probe not published: %r", exc)
+
+    def _probe_back(self, text: str) -> None:
+        try:
+            at = float(text)
+        except ValueError:
+            return  # not ours
+        if at < self._since:
+            return  # sent before this connection was subscribed
+        self._probed = max(self._probed, at)
+        if not self._healthy and self._conn is not None:
+            self._up()
 
     def _dispatch(self, message: list[Any]) -> None:
         kind = message[0]
         if kind == "message":
+            if message[1] == self._probe_key:
+                self._probe_back(message[2])
+                return
             channel = message[1][len(self.prefix) + 3:]
             held = self._syncing.get(channel)
             if held is not None:
