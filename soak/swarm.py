@@ -1,8 +1,8 @@
 """The soak's clients: many subscribers and one publisher, on tidewire's client.
 
 Each ``Subscriber`` is one WebSocket connection on ``/ws`` that connects,
-subscribes to one channel and checks every publication as it is parsed (an
-``on_message`` callback: no task wakes up per message). The ``Publisher`` is a
+subscribes to each of the run's channels and checks every publication as it
+is parsed (an ``on_message`` callback: no task wakes up per message). The ``Publisher`` is a
 backend connection (``connect`` with the API key) that publishes
 ``{"seq": n, "pad": "..."}`` at a steady rate, round robin over the channels.
 
