@@ -126,7 +126,8 @@ def render(result: dict[str, Any]) -> str:
         "|---|---:|",
         f"| subscribers | {plan['subscribers']:,} (each on {plan['channels']} channels) |",
         f"| publications | {plan['publications']:,} of {plan['size']} B, round robin |",
-        f"| publication rate | {pub['rate']:.1f}/s (asked {plan['rate']:g}/s) |",
+        f"| publication rate | {pub['rate']:.1f}/s (asked {plan['rate']:g}/s; held back "
+        f"{pub['held']:.1f} s in all by subscribers {plan['window']} publications behind) |",
         f"| deliveries due | {result['expected']:,} |",
         f"| delivered | {tally['delivered']:,} |",
         f"| lost | {tally['lost']:,} |",
@@ -140,6 +141,8 @@ def render(result: dict[str, Any]) -> str:
         f"publish {times['publish']:.1f} s, last delivery "
         f"{times['last_delivery']:+.2f} s after the last reply, "
         f"nodes back to their start {times['settle']:.2f} s after the clients left |",
+        f"| longest gap between samples | {times['longest_gap']:.1f} s (the soak's own process "
+        "starved of CPU if well over 1 s) |",
         "",
         "| process | RSS start (MiB) | after warm-up | end | max | growth | max growth "
         "| samples judged | clients left | fds start | peak | end |",

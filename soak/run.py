@@ -32,7 +32,7 @@ from typing import Any
 
 from .nodes import CHANNEL_NAMESPACE, HubNode, Process, RedisNode
 from .sampling import Sampler, fd_kinds
-from .swarm import Publisher, Subscriber, Tally, channel_names, open_subscribers
+from .swarm import Crowd, Publisher, Subscriber, channel_names, open_subscribers
 
 __all__ = ["Plan", "soak", "BROKERS", "REDIS_CONNECTIONS"]
 
@@ -56,6 +56,10 @@ class Plan:
     channels: int = 4  # every subscriber subscribes to all; publications go round robin
     size: int = 100  # bytes of each publication's JSON data
     compression: bool = True  # permessage-deflate, as browsers ask for it
+    # The publisher keeps at most this many publications ahead of what the
+    # subscribers have had, on average. Starved of CPU, the soak's own process
+    # publishes later rather than in a burst that would pile up in the hub.
+    window: int = 50
     warmup: float = 0.1  # share of the publications before RSS is judged
     deliver_timeout: float = 60.0  # seconds for the last deliveries after the last reply
     settle_timeout: float = 30.0  # seconds for the descriptors to come back
@@ -101,28 +105,24 @@ async def _drive(plan: Plan, procs: dict[str, Process], nodes: dict[str, HubNode
                  key: str) -> dict[str, Any]:
     channels = channel_names(plan.channels, CHANNEL_NAMESPACE)
     counts = {c: len(range(i, plan.publications, plan.channels)) for i, c in enumerate(channels)}
-    tally = Tally()
-    all_done = asyncio.Event()
-    done = 0
-
-    def on_done() -> None:
-        nonlocal done
-        done += 1
-        if done == plan.subscribers:
-            all_done.set()
-
-    subs = [Subscriber(i, channels, tally, on_done) for i in range(plan.subscribers)]
+    crowd = Crowd(plan.subscribers)
+    tally = crowd.tally
+    subs = [Subscriber(i, channels, crowd) for i in range(plan.subscribers)]
     warm_at = max(1, math.ceil(plan.warmup * plan.publications))
+
+    async def before(n: int) -> None:
+        await crowd.caught_up((n - plan.window) * plan.subscribers)
 
     def on_published(replies: int) -> None:
         if replies == warm_at:
             sampler.mark("warm")
 
     publisher = Publisher(_ws_url(publish_to), key, channels, plan.publications,
-                          plan.rate, plan.size, on_published)
+                          plan.rate, plan.size, before, on_published)
     sampler = Sampler(
         {name: p.pid for name, p in procs.items()},
-        lambda: {"published": publisher.replies, "delivered": tally.delivered, "done": done},
+        lambda: {"published": publisher.replies, "delivered": tally.delivered,
+                 "done": crowd.done},
     )
     redis_port = redis.port if redis is not None else None
 
@@ -141,10 +141,10 @@ async def _drive(plan: Plan, procs: dict[str, Process], nodes: dict[str, HubNode
         await publisher.run()
         sampler.mark("published")
         try:
-            await asyncio.wait_for(all_done.wait(), plan.deliver_timeout)
+            await asyncio.wait_for(crowd.all_done.wait(), plan.deliver_timeout)
         except asyncio.TimeoutError:
-            failures.append(f"{plan.subscribers - done} subscribers still lacked publications "
-                            f"{plan.deliver_timeout:.0f} s after the last publish reply")
+            failures.append(f"{plan.subscribers - crowd.done} subscribers still lacked "
+                            f"publications {plan.deliver_timeout:.0f} s after the last reply")
         sampler.mark("delivered", "leaving")
         for sub in subs:
             sub.settle()
@@ -171,13 +171,14 @@ async def _drive(plan: Plan, procs: dict[str, Process], nodes: dict[str, HubNode
         "last_delivery": marks["delivered"] - marks["published"],
         "settle": marks.get("settled", marks.get("unsettled", 0.0)) - marks["left"],
         "total": sampler.now(),
+        "longest_gap": sampler.longest_gap,
     }
     return {
         "plan": asdict(plan),
         "tally": asdict(tally),
         "expected": plan.subscribers * plan.publications,
         "publisher": {"replies": publisher.replies, "failures": publisher.failures,
-                      "examples": publisher.examples,
+                      "examples": publisher.examples, "held": publisher.held,
                       "rate": publisher.replies / max(times["publish"], 1e-9)},
         "times": times,
         "failures": failures,

@@ -67,13 +67,19 @@ class Sampler:
         return sample
 
     async def run(self) -> None:
-        """Sample on a steady beat (a late tick doesn't shift the next ones)
-        until cancelled."""
-        ticks = 0
+        """Sample on a steady beat until cancelled. A late tick doesn't shift
+        the next ones, and ticks missed while this process was starved of CPU
+        are skipped, not taken in a burst: ``longest_gap`` tells of them."""
         while True:
             self.take()
-            ticks += 1
-            await asyncio.sleep(max(0.0, self.origin + ticks * self.interval - time.monotonic()))
+            elapsed = self.now()
+            await asyncio.sleep((elapsed // self.interval + 1) * self.interval - elapsed)
+
+    @property
+    def longest_gap(self) -> float:
+        """The longest time between two samples, in seconds."""
+        times = [s.t for s in self.samples]
+        return max((b - a for a, b in zip(times[:-1], times[1:], strict=True)), default=0.0)
 
 
 def _tcp_sockets(pid: int) -> dict[str, tuple[int, int, str]]:

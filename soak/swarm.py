@@ -19,15 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import tidewire
 from tidewire.exceptions import ConnectionClosed
 
-__all__ = ["Subscriber", "Publisher", "Tally", "SwarmError", "channel_names", "open_subscribers"]
+__all__ = [
+    "Crowd",
+    "Subscriber",
+    "Publisher",
+    "Tally",
+    "SwarmError",
+    "channel_names",
+    "open_subscribers",
+]
 
 EXAMPLES = 5  # departures quoted per kind
 OPEN_AT_ONCE = 50  # connections being opened together, as a browser crowd would
@@ -60,6 +69,41 @@ class Tally:
             quoted.append(text)
 
 
+class Crowd:
+    """What the subscribers share: their ``tally``, how many have had their
+    last publication (``done``, and ``all_done`` once all ``size`` have), and
+    ``caught_up()``, for the publisher to wait for them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tally = Tally()
+        self.done = 0
+        self.all_done = asyncio.Event()
+        self.wake_at = math.inf  # deliveries the publisher waits for
+        self._waiter: asyncio.Future[None] | None = None
+
+    def finished_one(self) -> None:
+        self.done += 1
+        if self.done == self.size:
+            self.all_done.set()
+
+    def wake(self) -> None:
+        self.wake_at = math.inf
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def caught_up(self, deliveries: int) -> None:
+        """Return once the subscribers have had ``deliveries`` in all."""
+        if self.tally.delivered >= deliveries:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.wake_at = deliveries
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
 async def _request(ws: tidewire.ClientConnection, op: str, **fields: Any) -> dict[str, Any]:
     """Send one request and read its reply (before any push can come)."""
     await ws.send(json.dumps({"id": op, "op": op, **fields}))
@@ -83,18 +127,16 @@ class _Stream:
 
 
 class Subscriber:
-    """One client subscribed to ``channels``; ``counts[channel]`` publications
-    are due in each. ``on_done()`` is called once the last one of every
-    channel has come."""
+    """One client of ``crowd`` subscribed to ``channels``; it tells the crowd
+    once the last publication due in every channel has come."""
 
-    __slots__ = ("index", "channels", "ws", "tally", "on_done", "streams", "waiting")
+    __slots__ = ("index", "channels", "ws", "crowd", "tally", "streams", "waiting")
 
-    def __init__(self, index: int, channels: list[str], tally: Tally,
-                 on_done: Callable[[], None]) -> None:
+    def __init__(self, index: int, channels: list[str], crowd: Crowd) -> None:
         self.index = index
         self.channels = channels
-        self.tally = tally
-        self.on_done = on_done
+        self.crowd = crowd
+        self.tally = crowd.tally
         self.ws: tidewire.ClientConnection | None = None
         self.streams: dict[str, _Stream] = {}
         self.waiting = 0  # channels whose last publication hasn't come yet
@@ -109,7 +151,7 @@ class Subscriber:
             result = await _request(ws, "subscribe", channel=channel)
             self.expect(channel, result["offset"], counts[channel])
         if not self.waiting:
-            self.on_done()
+            self.crowd.finished_one()
         ws.on_message(self.receive)
 
     def expect(self, channel: str, top: int, count: int) -> None:
@@ -126,6 +168,8 @@ class Subscriber:
             tally.note("unexpected", f"subscriber {self.index}: {text[:200]!r}")
             return
         tally.delivered += 1
+        if tally.delivered >= self.crowd.wake_at:
+            self.crowd.wake()
         offset = message["offset"]
         expected = stream.next
         where = f"subscriber {self.index} ({message['channel']})"
@@ -151,7 +195,7 @@ class Subscriber:
         if offset == stream.end:
             self.waiting -= 1
             if not self.waiting:
-                self.on_done()
+                self.crowd.finished_one()
 
     def settle(self) -> None:
         """Count what never came, and a close the soak didn't ask for."""
@@ -203,18 +247,22 @@ async def open_subscribers(subscribers: list[Subscriber], url: str, counts: dict
 
 class Publisher:
     """A backend that publishes ``total`` publications at ``rate`` per second,
-    round robin over ``channels``; ``on_published(n)`` is told after each
-    reply with the number of replies so far."""
+    round robin over ``channels``. It awaits ``before(n)`` before publication
+    ``n`` (the time that takes is ``held``), and tells ``on_published(n)``
+    after each reply the number of replies so far."""
 
     def __init__(self, url: str, api_key: str, channels: list[str], total: int, rate: float,
-                 size: int, on_published: Callable[[int], None]) -> None:
+                 size: int, before: Callable[[int], Awaitable[None]],
+                 on_published: Callable[[int], None]) -> None:
         self.url = url
         self.api_key = api_key
         self.channels = channels
         self.total = total
         self.rate = rate
         self.pad = "x" * max(0, size - len('{"seq":0000,"pad":""}'))
+        self.before = before
         self.on_published = on_published
+        self.held = 0.0
         self.replies = 0
         self.failures = 0  # error replies, replies out of order, offsets not consecutive
         self.examples: list[str] = []
@@ -235,6 +283,9 @@ class Publisher:
                 delay = start + n / self.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                waited = time.monotonic()
+                await self.before(n)
+                self.held += time.monotonic() - waited
                 ws.send_nowait(
                     f'{{"id":{n},"op":"publish","channel":"{channels[n % per]}",'
                     f'"data":{{"seq":{n // per},"pad":"{self.pad}"}}}}'

@@ -11,6 +11,7 @@ descriptors back to their start; its report is the failure message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 from soak.report import judge
-from soak.swarm import Subscriber, Tally
+from soak.swarm import Crowd, Subscriber, Tally
 
 from .conftest import timeout
 
@@ -35,8 +36,9 @@ def pub(offset: int, seq: int, channel: str = "soak:0") -> str:
 
 
 def test_subscriber_counts_every_departure_from_order() -> None:
-    tally, done = Tally(), []
-    sub = Subscriber(0, ["soak:0"], tally, lambda: done.append(True))
+    crowd = Crowd(1)
+    tally = crowd.tally
+    sub = Subscriber(0, ["soak:0"], crowd)
     sub.expect("soak:0", 10, 6)  # offsets 11 to 16 carry seq 0 to 5
     for offset, seq in [(11, 0), (13, 2), (12, 1), (13, 2), (14, 9), (16, 5)]:
         sub.receive(pub(offset, seq))
@@ -44,7 +46,7 @@ def test_subscriber_counts_every_departure_from_order() -> None:
     sub.settle()
     assert (tally.delivered, tally.reordered, tally.duplicates, tally.mismatched,
             tally.lost) == (6, 1, 1, 1, 1)  # 12 late, 13 twice, 14 wrong, 15 never
-    assert done == [True]  # the last one came
+    assert crowd.all_done.is_set()  # the last one came
     assert tally.examples["reordered"] == ["subscriber 0 (soak:0): offset 12 after 13"]
     assert tally.examples["mismatched"] == [
         "subscriber 0 (soak:0): offset 14 carries seq 9, not 3"
@@ -53,8 +55,9 @@ def test_subscriber_counts_every_departure_from_order() -> None:
 
 
 def test_subscriber_counts_what_never_came_on_each_channel() -> None:
-    tally, done = Tally(), []
-    sub = Subscriber(0, ["soak:0", "soak:1"], tally, lambda: done.append(True))
+    crowd = Crowd(1)
+    tally = crowd.tally
+    sub = Subscriber(0, ["soak:0", "soak:1"], crowd)
     sub.expect("soak:0", 0, 3)
     sub.expect("soak:1", 7, 3)
     for offset in (1, 2, 3):
@@ -62,7 +65,21 @@ def test_subscriber_counts_what_never_came_on_each_channel() -> None:
     sub.receive(pub(8, 0, "soak:1"))
     sub.settle()
     assert (tally.delivered, tally.lost) == (4, 2)
-    assert done == []
+    assert not crowd.all_done.is_set()
+
+
+async def test_the_publisher_waits_for_subscribers_that_fall_behind() -> None:
+    crowd = Crowd(1)
+    sub = Subscriber(0, ["soak:0"], crowd)
+    sub.expect("soak:0", 0, 3)
+    sub.receive(pub(1, 0))
+    await crowd.caught_up(1)  # there already
+    waiting = asyncio.ensure_future(crowd.caught_up(3))
+    await asyncio.sleep(0)  # it is waiting now
+    sub.receive(pub(2, 1))
+    assert not waiting.done()
+    sub.receive(pub(3, 2))
+    await asyncio.wait_for(waiting, timeout(5))
 
 
 def clean_run(rss: list[int]) -> dict[str, Any]:
