@@ -127,7 +127,8 @@ def render(result: dict[str, Any]) -> str:
         f"| subscribers | {plan['subscribers']:,} (each on {plan['channels']} channels) |",
         f"| publications | {plan['publications']:,} of {plan['size']} B, round robin |",
         f"| publication rate | {pub['rate']:.1f}/s (asked {plan['rate']:g}/s; held back "
-        f"{pub['held']:.1f} s in all by subscribers {plan['window']} publications behind) |",
+        f"{pub['held']:.1f} s in all while deliveries trailed by {plan['window']} "
+        "publications) |",
         f"| deliveries due | {result['expected']:,} |",
         f"| delivered | {tally['delivered']:,} |",
         f"| lost | {tally['lost']:,} |",
