@@ -595,6 +595,31 @@ async def test_renewal_does_not_bring_back_a_removed_client(redis_url: str) -> N
         await broker.close()
 
 
+async def test_adding_a_client_to_presence_reads_none_of_it_back(redis_url: str) -> None:
+    """A crowd subscribing to one channel costs each subscriber the same, not a
+    copy of everyone present before it (the soak's 1,000 subscribers took
+    four times longer to subscribe when every add read presence back)."""
+    broker = RedisBroker(redis_url)
+    await broker.start(lambda channel, event: None)
+    conn = redis.Redis.from_url(redis_url)
+
+    def sent() -> int:
+        return int(conn.info("stats")["total_net_output_bytes"])
+
+    try:
+        for i in range(300):
+            await broker.presence_add("c", ClientInfo(f"id-{i}", f"user-{i}"), notify=False)
+        first, second = sent(), sent()
+        await broker.presence_add("c", ClientInfo("id-last", "user-last"), notify=False)
+        info_reply = second - first
+        # Reading back 300 entries would be about 12 KB.
+        assert sent() - second - info_reply < 1000
+        assert len(await broker.presence("c")) == 301
+    finally:
+        conn.close()
+        await broker.close()
+
+
 def test_tidewire_serve_on_redis(redis_url: str) -> None:
     from ..test_cli import run, start_serve, stop_serve
 

@@ -140,7 +140,8 @@ return out
 # pairs of client id and "<notify>\n<client JSON>". Mode "add" writes them,
 # "renew" only those still there (a client removed meanwhile stays removed).
 # Then expired entries are dropped, with a leave push for those that asked
-# for one. Returns the live clients' JSON.
+# for one. Mode "read" returns the live clients' JSON; the others return
+# nothing, so that an add costs the same however many clients are present.
 _PRESENCE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -167,7 +168,7 @@ for i = 1, #all, 2 do
     if string.sub(entry, cut + 1, cut + 1) == '1' then
       redis.call('PUBLISH', ARGV[1], 'l\\n' .. string.sub(entry, cut + 3))
     end
-  else
+  elseif ARGV[3] == 'read' then
     live[#live + 1] = string.sub(entry, cut + 3)
   end
 end
