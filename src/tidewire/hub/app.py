@@ -17,7 +17,7 @@ from typing import Any
 from .. import __version__
 from .. import asyncio as tw
 from ..protocol import DeflateOptions, Request, Response
-from .broker import Broker, ClientInfo, History, Join, Leave, Position, Publication, Reset
+from .broker import Broker, ClientInfo, Control, Event, History, Position, Publication, Reset
 from .config import ConfigError, HubConfig, Namespace
 from .httpapi import HttpApi
 from .memory import MemoryBroker
@@ -254,11 +254,13 @@ class Hub:
             except Exception:
                 logger.warning("broker failed to stop listening to %s", channel, exc_info=True)
 
-    def _on_event(self, channel: str, event: Publication | Join | Leave | Reset) -> None:
+    def _on_event(self, channel: str, event: Event) -> None:
         """Fan an event out to this node's subscribers of ``channel``."""
         if isinstance(event, Reset):
             self._interrupt(channel)
             return
+        if isinstance(event, Control):
+            return  # nothing sends any yet
         text = push_for(channel, event)
         conns = self._live.get(channel)
         if conns:
