@@ -15,6 +15,7 @@ import pytest
 
 from tidewire.hub import Hub, HubConfig, Namespace
 
+from .backend import Backend
 from .helpers import API_KEY, SECRET
 from .redis_server import RedisServer
 
@@ -80,3 +81,12 @@ async def make_hub(broker_url: str) -> AsyncIterator[MakeHub]:
 @pytest.fixture
 async def hub(make_hub: MakeHub) -> Hub:
     return await make_hub()
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    """The application's backend, for the hub's proxy to ask."""
+    app = Backend()
+    await app.start()
+    yield app
+    await app.close()
