@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
 
-from ..hub.backend import Backend
+from ..hub.backend import (
+    Backend,
+    backend_fixture,  # noqa: F401 - the fixture `backend`
+)
 from .conftest import WAIT, Api, HubProcess, Pages
 
 pytestmark = pytest.mark.asyncio(loop_factories=["asyncio"])
@@ -37,14 +39,6 @@ anonymous = true
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    app = Backend()
-    await app.start()
-    yield app
-    await app.close()
-
-
-@pytest.fixture
 async def hub(tmp_path: Path, backend: Backend) -> AsyncIterator[HubProcess]:
     path = tmp_path / "hub.toml"
     path.write_text(CONFIG.format(url=f"http://127.0.0.1:{backend.port}"))
@@ -54,16 +48,6 @@ async def hub(tmp_path: Path, backend: Backend) -> AsyncIterator[HubProcess]:
         yield process
     finally:
         await process.stop()
-
-
-@pytest.fixture
-async def pages(browser: Browser, hub: HubProcess) -> AsyncIterator[Pages]:
-    opened = Pages(browser, hub)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-    assert not opened.errors, "uncaught exceptions in pages:\n" + "\n".join(opened.errors)
 
 
 async def test_rpc_reaches_the_backend_with_the_pages_cookie(

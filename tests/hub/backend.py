@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from .redis_server import free_port
@@ -118,3 +119,12 @@ class Backend:
 def down_url(event: str) -> str:
     """A URL where nothing listens: the backend is down."""
     return f"http://127.0.0.1:{free_port()}/{event}"
+
+
+@pytest.fixture(name="backend")
+async def backend_fixture() -> AsyncIterator[Backend]:
+    """The application's backend, for a hub's proxy to ask."""
+    app = Backend()
+    await app.start()
+    yield app
+    await app.close()

@@ -15,7 +15,7 @@ import pytest
 
 from tidewire.hub import Hub, HubConfig, Namespace
 
-from .backend import Backend
+from .backend import backend_fixture  # noqa: F401 - the fixture `backend`
 from .helpers import API_KEY, SECRET
 from .redis_server import RedisServer
 
@@ -82,11 +82,3 @@ async def make_hub(broker_url: str) -> AsyncIterator[MakeHub]:
 async def hub(make_hub: MakeHub) -> Hub:
     return await make_hub()
 
-
-@pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    """The application's backend, for the hub's proxy to ask."""
-    app = Backend()
-    await app.start()
-    yield app
-    await app.close()
