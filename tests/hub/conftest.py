@@ -15,6 +15,7 @@ import pytest
 
 from tidewire.hub import Hub, HubConfig, Namespace
 
+from .backend import backend_fixture  # noqa: F401 - the fixture `backend`
 from .helpers import API_KEY, SECRET
 from .redis_server import RedisServer
 
@@ -80,3 +81,4 @@ async def make_hub(broker_url: str) -> AsyncIterator[MakeHub]:
 @pytest.fixture
 async def hub(make_hub: MakeHub) -> Hub:
     return await make_hub()
+

@@ -47,8 +47,13 @@ class Client:
         self.connected: dict[str, Any] = {}
 
     @classmethod
-    async def open(cls, hub: Hub, *, connect: bool = True, **fields: Any) -> Client:
-        ws = await within(tidewire.connect(f"ws://127.0.0.1:{hub.port}/ws"))
+    async def open(
+        cls, hub: Hub, *, connect: bool = True, headers: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> Client:
+        ws = await within(
+            tidewire.connect(f"ws://127.0.0.1:{hub.port}/ws", additional_headers=headers)
+        )
         client = cls(ws)
         if connect:
             client.connected = await client.request("connect", **fields)
@@ -102,6 +107,14 @@ class Client:
             last = message["offset"]
             out.append(message["data"])
         return out
+
+    async def error(self, op: str, **fields: Any) -> tuple[int, str]:
+        """The code and message of the error that ``op`` must get."""
+        try:
+            result = await self.request(op, **fields)
+        except ReplyError as exc:
+            return exc.code, exc.message
+        raise AssertionError(f"{op} succeeded: {result}")
 
     async def closed(self) -> tuple[int | None, str | None]:
         """Wait for the hub to close the connection; its code and reason."""

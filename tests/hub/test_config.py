@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,4 +78,39 @@ def test_origins_are_a_list_of_strings(tmp_path: Path) -> None:
     assert load_config(path).origins == ("https://app.example.com",)
     path.write_text("[hub]\norigins = [1]\n")
     with pytest.raises(ConfigError, match="hub.origins must be a list of strings"):
+        load_config(path)
+
+
+def test_proxy_table_and_namespace_switches(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text(
+        "[proxy]\nconnect = 'http://127.0.0.1:9000/tidewire/connect'\n"
+        "subscribe = 'http://127.0.0.1:9000/tidewire/subscribe'\n"
+        "timeout = 0.5\nheaders = ['Cookie', 'Authorization']\n\n"
+        "[namespaces.chat]\nsubscribe_proxy = true\nprivate = true\n"
+    )
+    config = load_config(path)
+    assert config.proxy.connect == "http://127.0.0.1:9000/tidewire/connect"
+    assert config.proxy.url("subscribe") == "http://127.0.0.1:9000/tidewire/subscribe"
+    assert config.proxy.url("rpc") is None
+    assert (config.proxy.timeout, config.proxy.headers) == (0.5, ("Cookie", "Authorization"))
+    assert config.namespaces["chat"] == Namespace(subscribe_proxy=True, private=True)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[proxy]\nrpc = 5\n", "proxy.rpc must be a string"),
+        ("[proxy]\nrpc = 'localhost:9000'\n", "proxy.rpc must be an http:// or https:// URL"),
+        ("[proxy]\ntimeout = 0\n", "proxy.timeout must be above 0"),
+        ("[proxy]\nheaders = 'Cookie'\n", "proxy.headers must be a list of strings"),
+        ("[proxy]\nheaders = ['Host']\n", "Host belongs to the proxy request itself"),
+        ("[proxy]\nretries = 3\n", "unknown key proxy.retries"),
+        ("[namespaces.chat]\npublish_proxy = true\n", "but [proxy] has no publish URL"),
+    ],
+)
+def test_proxy_settings_are_checked(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         load_config(path)

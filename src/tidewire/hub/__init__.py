@@ -11,19 +11,21 @@ from .broker import (
     Broker,
     BrokerUnavailable,
     ClientInfo,
+    Control,
     History,
     Join,
     Leave,
     Position,
     Publication,
 )
-from .config import ConfigError, HubConfig, Namespace, load_config
+from .config import ConfigError, HubConfig, Namespace, ProxyConfig, load_config
 from .memory import MemoryBroker
 
 __all__ = [
     "Hub",
     "HubConfig",
     "Namespace",
+    "ProxyConfig",
     "ConfigError",
     "load_config",
     "make_broker",
@@ -31,6 +33,7 @@ __all__ = [
     "BrokerUnavailable",
     "MemoryBroker",
     "ClientInfo",
+    "Control",
     "History",
     "Join",
     "Leave",

@@ -5,11 +5,14 @@ One tidewire server on one port: ``/ws`` upgrades to the client protocol
 (``httpapi.py``). The hub keeps, per channel, the connections of this node that
 are subscribed, and fans each event the broker delivers out to them with
 ``broadcast()``: the push is serialized once and framed once for all.
+Control messages between nodes (server-side subscriptions) come through the
+same broker and act on the matching sessions of every node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -17,13 +20,14 @@ from typing import Any
 from .. import __version__
 from .. import asyncio as tw
 from ..protocol import DeflateOptions, Request, Response
-from .broker import Broker, ClientInfo, History, Join, Leave, Position, Publication, Reset
+from .broker import Broker, ClientInfo, Control, Event, History, Position, Publication, Reset
 from .config import ConfigError, HubConfig, Namespace
 from .httpapi import HttpApi
 from .memory import MemoryBroker
 from .metrics import Metrics
+from .proxy import Proxy
 from .session import Session, push_for
-from .wire import Close, Code, RequestError
+from .wire import Close, Code, RequestError, dumps
 
 __all__ = ["Hub", "make_broker", "SHUTDOWN_REASON"]
 
@@ -71,6 +75,7 @@ class Hub:
         self.version = __version__
         self.metrics = Metrics(self._gauges)
         self.http = HttpApi(self)
+        self.proxy = Proxy(self.config, self.metrics)
         self.sessions: set[Session] = set()
         self._by_user: dict[str, set[Session]] = {}
         # Per channel: live subscribers' connections (for broadcast), sessions
@@ -88,6 +93,7 @@ class Hub:
         config = self.config
         await self.broker.start(self._on_event)
         try:
+            await self.proxy.start()
             self._server = await tw.serve(
                 self._handler,
                 config.host,
@@ -109,6 +115,7 @@ class Hub:
                 close_timeout=config.shutdown_timeout,
             )
         except BaseException:
+            await self.proxy.close()
             await self.broker.close()
             raise
         if config.demo:
@@ -135,6 +142,7 @@ class Hub:
         if self._server is not None:
             self._server.close(reason=SHUTDOWN_REASON)
             await self._server.wait_closed()
+        await self.proxy.close()
         await self.broker.close()
 
     async def serve_forever(self) -> None:
@@ -175,16 +183,43 @@ class Hub:
         """``session`` has connected as its user."""
         self._by_user.setdefault(session.client.user, set()).add(session)
 
+    def _targets(self, user: str | None, client: str | None) -> set[Session]:
+        """The connected sessions of ``user``, or the one of ``client``, on this node."""
+        if user is not None:
+            return set(self._by_user.get(user, ()))
+        return {s for s in self.sessions if s.client.client == client and s.connected}
+
     async def disconnect(self, *, user: str | None = None, client: str | None = None) -> int:
         """Close the connections of ``user`` or of ``client`` with 4501."""
-        if user is not None:
-            targets = set(self._by_user.get(user, ()))
-        else:
-            targets = {s for s in self.sessions if s.client.client == client}
+        targets = self._targets(user, client)
         await asyncio.gather(
             *(s.ws.close(Close.DISCONNECTED, "disconnected by the server") for s in targets)
         )
         return len(targets)
+
+    async def server_subscription(
+        self, op: str, channel: str, *, user: str | None = None, client: str | None = None
+    ) -> None:
+        """Subscribe (``op`` "subscribe") or unsubscribe the connections of
+        ``user`` or of ``client`` to ``channel``, on every node: a control
+        message through the broker, acted on when each node receives it."""
+        self.namespace(channel)
+        target = {"user": user} if user is not None else {"client": client}
+        await self.broker.control(dumps({"op": op, "channel": channel, **target}))
+
+    def _on_control(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+            op, channel = message["op"], message["channel"]
+            sessions = self._targets(message.get("user"), message.get("client"))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignored a control message that isn't one: %.200s", text)
+            return
+        for session in sessions:
+            if op == "subscribe":
+                session.server_subscribe(channel)
+            elif op == "unsubscribe":
+                session.server_unsubscribe(channel)
 
     # Channels.
 
@@ -205,6 +240,12 @@ class Hub:
         )
         self.metrics.publications += 1
         return pos
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        """How many clients are subscribed to ``channel``, and how many distinct
+        users they are (anonymous clients are no user)."""
+        clients = await self.broker.presence(channel)
+        return len(clients), len({c.user for c in clients if c.user})
 
     async def history(
         self, channel: str, ns: Namespace, limit: Any, since: Position | None
@@ -261,10 +302,13 @@ class Hub:
             except Exception:
                 logger.warning("broker failed to stop listening to %s", channel, exc_info=True)
 
-    def _on_event(self, channel: str, event: Publication | Join | Leave | Reset) -> None:
+    def _on_event(self, channel: str, event: Event) -> None:
         """Fan an event out to this node's subscribers of ``channel``."""
         if isinstance(event, Reset):
             self._interrupt(channel)
+            return
+        if isinstance(event, Control):
+            self._on_control(event.message)
             return
         text = push_for(channel, event)
         conns = self._live.get(channel)

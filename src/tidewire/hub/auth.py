@@ -1,9 +1,12 @@
 """Who may do what: connection tokens (JWT, HS256) and the API key.
 
 Tokens are made by the application's backend with the hub's token secret and
-checked here by PyJWT. Claims: ``sub`` (the user id, required), ``exp``
-(optional), ``channels`` (optional list; ``"chat:*"`` matches by prefix) and
-``info`` (optional object shown in presence).
+checked here by PyJWT. Claims of a connection token: ``sub`` (the user id,
+required), ``exp`` (optional), ``channels`` (optional list; ``"chat:*"`` matches
+by prefix), ``channels_subscribe`` (optional list of channels to subscribe
+server-side) and ``info`` (optional object shown in presence). A subscription
+token has ``sub``, ``channel`` and an optional ``exp``: it lets its holder
+subscribe to that one channel.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from typing import Any
 
 import jwt
 
-__all__ = ["Credentials", "InvalidToken", "check_token", "channel_allowed", "check_api_key"]
+__all__ = [
+    "Credentials",
+    "InvalidToken",
+    "check_token",
+    "check_subscription_token",
+    "channel_allowed",
+    "check_api_key",
+]
 
 MAX_INFO = 1024  # bytes of `info`, as JSON
 
@@ -30,10 +40,10 @@ class Credentials:
     expires: int | None = None
     channels: tuple[str, ...] | None = None  # None: every channel the namespaces allow
     info: str | None = None  # JSON object
+    subscribe: tuple[str, ...] = ()  # channels to subscribe server-side
 
 
-def check_token(token: str, secret: str | None) -> Credentials:
-    """Verify ``token`` and return what it grants, or raise ``InvalidToken``."""
+def _claims(token: str, secret: str | None, what: str) -> dict[str, Any]:
     if secret is None:
         raise InvalidToken("this hub accepts no tokens (no token secret is configured)")
     try:
@@ -41,27 +51,61 @@ def check_token(token: str, secret: str | None) -> Credentials:
             token, secret, algorithms=["HS256"], options={"require": ["sub"]}
         )
     except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken("token expired") from exc
+        raise InvalidToken(f"{what} expired") from exc
     except jwt.InvalidTokenError as exc:
-        raise InvalidToken(f"invalid token: {exc}") from exc
-    user = claims["sub"]
-    if not isinstance(user, str) or not user:
-        raise InvalidToken("invalid token: 'sub' must be a non-empty string")
-    exp = claims.get("exp")
-    channels = claims.get("channels")
-    if channels is not None and (
-        not isinstance(channels, list) or not all(isinstance(c, str) for c in channels)
+        raise InvalidToken(f"invalid {what}: {exc}") from exc
+    if not isinstance(claims["sub"], str):
+        raise InvalidToken(f"invalid {what}: 'sub' must be a string")
+    return claims
+
+
+def _names(claims: dict[str, Any], name: str) -> list[str] | None:
+    value = claims.get(name)
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(c, str) for c in value)
     ):
-        raise InvalidToken("invalid token: 'channels' must be a list of strings")
+        raise InvalidToken(f"invalid token: '{name}' must be a list of strings")
+    return value
+
+
+def check_token(token: str, secret: str | None) -> Credentials:
+    """Verify a connection token and return what it grants, or raise ``InvalidToken``."""
+    claims = _claims(token, secret, "token")
+    user = claims["sub"]
+    if not user:
+        raise InvalidToken("invalid token: 'sub' must be a non-empty string")
+    if "channel" in claims:
+        raise InvalidToken("invalid token: a subscription token (with 'channel') can't connect")
+    exp = claims.get("exp")
+    channels = _names(claims, "channels")
+    subscribe = _names(claims, "channels_subscribe")
     info = claims.get("info")
     if info is not None and not isinstance(info, dict):
         raise InvalidToken("invalid token: 'info' must be an object")
+    try:
+        encoded = None if info is None else encode_info(info)
+    except ValueError as exc:
+        raise InvalidToken(f"invalid token: 'info': {exc}") from None
     return Credentials(
         user,
         int(exp) if isinstance(exp, (int, float)) else None,
         None if channels is None else tuple(channels),
-        None if info is None else encode_info(info),
+        encoded,
+        tuple(dict.fromkeys(subscribe or ())),
     )
+
+
+def check_subscription_token(token: str, secret: str | None, user: str, channel: str) -> None:
+    """Does ``token`` let ``user`` subscribe to ``channel``? Raise ``InvalidToken`` if not.
+
+    Claims: ``sub`` (the connection's user, ``""`` for anonymous), ``channel``
+    (exactly this channel), ``exp`` (optional, checked when subscribing).
+    """
+    claims = _claims(token, secret, "subscription token")
+    if claims.get("channel") != channel:
+        raise InvalidToken(f"the subscription token isn't for channel {channel}")
+    if claims["sub"] != user:
+        raise InvalidToken("the subscription token is for another user")
 
 
 def encode_info(info: dict[str, Any]) -> str:

@@ -10,7 +10,9 @@ here, so that a broker plugs in without changes to the hub:
   this node listens to, in each channel's order;
 - ``listen(channel)`` / ``unlisten(channel)``: the node has its first
   subscriber to ``channel`` / has lost its last one;
-- ``publish``, ``history``, ``presence_add``, ``presence_remove``, ``presence``.
+- ``publish``, ``history``, ``presence_add``, ``presence_remove``, ``presence``;
+- ``control(message)``: hand ``message`` to every node's sink as a ``Control``,
+  this node's included (server-side subscriptions made on one node act on all).
 
 Every coroutine raises ``BrokerUnavailable`` when the broker can't be reached,
 which the hub answers with 503 rather than accepting and then losing a message.
@@ -28,10 +30,12 @@ __all__ = [
     "Broker",
     "BrokerUnavailable",
     "ClientInfo",
+    "Control",
     "EventSink",
     "History",
     "Join",
     "Leave",
+    "Event",
     "Position",
     "Publication",
     "Reset",
@@ -98,6 +102,14 @@ class Reset:
 
 
 @dataclass(frozen=True, slots=True)
+class Control:
+    """A message between hub nodes (JSON text), delivered with the channel
+    ``""``: every node gets it, in no order relative to channel events."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """What ``history()`` found.
 
@@ -129,8 +141,11 @@ def select_history(
     return History(top, after, complete=first == since.offset + 1)
 
 
+Event = Publication | Join | Leave | Reset | Control
+
+
 class EventSink(Protocol):
-    def __call__(self, channel: str, event: Publication | Join | Leave | Reset) -> None: ...
+    def __call__(self, channel: str, event: Event) -> None: ...
 
 
 class Broker(abc.ABC):
@@ -185,6 +200,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def presence(self, channel: str) -> list[ClientInfo]:
         """Every client subscribed to ``channel``, on every node."""
+
+    @abc.abstractmethod
+    async def control(self, message: str) -> None:
+        """Deliver ``message`` to the sink of every node, this one included, as
+        a ``Control``; at most once, and only to nodes the broker reaches now."""
 
     @abc.abstractmethod
     async def channels(self) -> dict[str, int]:

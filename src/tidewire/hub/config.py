@@ -6,6 +6,12 @@ A TOML file sets them (``tidewire serve --config hub.toml``)::
     port = 8000
     api_key = "..."            # better from TIDEWIRE_API_KEY
 
+    [proxy]                    # the application's backend, asked over HTTP
+    connect = "http://127.0.0.1:9000/tidewire/connect"
+    rpc = "http://127.0.0.1:9000/tidewire/rpc"
+    timeout = 1.0
+    headers = ["Cookie"]
+
     [namespaces.chat]          # channels "chat:..."
     history_size = 100
     history_ttl = 300
@@ -13,6 +19,7 @@ A TOML file sets them (``tidewire serve --config hub.toml``)::
     join_leave = true
     publish = true
     anonymous = true
+    subscribe_proxy = true
 
 ``[namespaces.""]`` (or ``[default]``) is the namespace of channel names without
 a ``:``. Unknown keys and ill-typed values are errors that name the key.
@@ -32,7 +39,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["ConfigError", "HubConfig", "Namespace", "load_config", "DEFAULT_NAMESPACES"]
+__all__ = [
+    "ConfigError",
+    "HubConfig",
+    "Namespace",
+    "ProxyConfig",
+    "PROXY_EVENTS",
+    "load_config",
+    "DEFAULT_NAMESPACES",
+]
 
 
 class ConfigError(TidewireError, ValueError):
@@ -49,6 +64,52 @@ class Namespace:
     join_leave: bool = False  # subscribers get join and leave pushes
     publish: bool = False  # clients may publish (a backend always may)
     anonymous: bool = False  # clients without a token may subscribe
+    private: bool = False  # subscribing needs a subscription token
+    subscribe_proxy: bool = False  # ask the backend before each client subscribe
+    publish_proxy: bool = False  # ask the backend before each client publish
+
+
+# Request headers that describe the proxy request itself, never copied into it.
+_OWN_HEADERS = frozenset({
+    "host", "content-length", "content-type", "transfer-encoding", "connection",
+    "keep-alive", "upgrade", "te", "trailer", "expect", "proxy-connection",
+    "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
+    "sec-websocket-protocol",
+})
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+PROXY_EVENTS = ("connect", "refresh", "rpc", "subscribe", "publish")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Where the hub asks the application's backend, and how (docs/proxy.md)."""
+
+    connect: str | None = None  # a connect without a token
+    refresh: str | None = None  # a connection nearing its expiry
+    rpc: str | None = None  # the client's rpc op
+    subscribe: str | None = None  # a subscribe in a namespace with subscribe_proxy
+    publish: str | None = None  # a client publish in a namespace with publish_proxy
+    timeout: float = 1.0  # seconds for each call, connecting included
+    headers: tuple[str, ...] = ()  # of the client's upgrade request, copied into each call
+
+    def __post_init__(self) -> None:
+        for event in PROXY_EVENTS:
+            url = getattr(self, event)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"proxy.{event} must be an http:// or https:// URL, not {url!r}")
+        if not self.timeout > 0:
+            raise ConfigError("proxy.timeout must be above 0")
+        for name in self.headers:
+            if not name or not set(name) <= _TOKEN_CHARS:
+                raise ConfigError(f"proxy.headers: {name!r} isn't a header name")
+            if name.lower() in _OWN_HEADERS:
+                raise ConfigError(f"proxy.headers: {name} belongs to the proxy request itself")
+
+    def url(self, event: str) -> str | None:
+        """The URL of ``event`` (one of ``PROXY_EVENTS``), or ``None``."""
+        url: str | None = getattr(self, event)
+        return url
 
 
 # What `tidewire serve` runs with when no file says otherwise: the demo's chat
@@ -87,6 +148,7 @@ class HubConfig:
     shutdown_timeout: float = 10.0  # for clients to close on SIGTERM
     http_idle_timeout: float = 5.0  # an HTTP API connection kept without a request
     http_max_requests: int = 1000  # HTTP API requests per connection
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
     def __post_init__(self) -> None:
         if self.token_secret is not None and len(self.token_secret.encode()) < 32:
@@ -104,6 +166,13 @@ class HubConfig:
             raise ConfigError("probe_interval must be above 0")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be between 0 and 65535, not {self.port}")
+        for name, ns in self.namespaces.items():
+            for event in ("subscribe", "publish"):
+                if getattr(ns, f"{event}_proxy") and self.proxy.url(event) is None:
+                    raise ConfigError(
+                        f"namespace {name or '(default)'!r} has {event}_proxy = true, "
+                        f"but [proxy] has no {event} URL"
+                    )
 
     def namespace(self, channel: str) -> Namespace | None:
         """The namespace of ``channel``, or ``None`` if it isn't configured."""
@@ -119,6 +188,7 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "str": ((str,), "a string"),
     "str | None": ((str,), "a string"),
     "tuple[str, ...] | None": ((list,), "a list of strings"),
+    "tuple[str, ...]": ((list,), "a list of strings"),
 }
 
 
@@ -165,10 +235,14 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> HubConfig:
 
 
 def _from_tables(data: dict[str, Any]) -> HubConfig:
-    unknown = set(data) - {"hub", "namespaces", "default"}
+    unknown = set(data) - {"hub", "namespaces", "default", "proxy"}
     if unknown:
-        raise ConfigError(f"unknown table [{sorted(unknown)[0]}]; known: hub, namespaces, default")
-    hub = _convert("hub", HubConfig, _table(data, "hub"), {"namespaces"})
+        raise ConfigError(
+            f"unknown table [{sorted(unknown)[0]}]; known: hub, namespaces, default, proxy"
+        )
+    hub = _convert("hub", HubConfig, _table(data, "hub"), {"namespaces", "proxy"})
+    if "proxy" in data:
+        hub["proxy"] = ProxyConfig(**_convert("proxy", ProxyConfig, _table(data, "proxy"), set()))
     namespaces: dict[str, Namespace] | None = None
     if "namespaces" in data or "default" in data:
         namespaces = {}

@@ -181,15 +181,28 @@ class HttpApi:
             out["recovered"] = history.complete
         return out
 
+    async def _presence_stats(self, request: Request, query: dict[str, list[str]]) -> Any:
+        channel = channel_name(_one(query, "channel"))
+        self.hub.namespace(channel)
+        clients, users = await self.hub.presence_stats(channel)
+        return {"channel": channel, "num_clients": clients, "num_users": users}
+
     async def _disconnect(self, request: Request, query: dict[str, list[str]]) -> Any:
-        body = _body(request)
-        user, client = body.get("user"), body.get("client")
-        if (user is None) == (client is None):
-            raise HttpError(400, "give exactly one of user or client")
-        for value in (user, client):
-            if value is not None and not isinstance(value, str):
-                raise HttpError(400, "user and client must be strings")
+        user, client = _target(_body(request))
         return {"disconnected": await self.hub.disconnect(user=user, client=client)}
+
+    async def _subscribe(self, request: Request, query: dict[str, list[str]]) -> Any:
+        return await self._server_subscription("subscribe", request)
+
+    async def _unsubscribe(self, request: Request, query: dict[str, list[str]]) -> Any:
+        return await self._server_subscription("unsubscribe", request)
+
+    async def _server_subscription(self, op: str, request: Request) -> Any:
+        body = _body(request)
+        user, client = _target(body)
+        channel = channel_name(body.get("channel"))
+        await self.hub.server_subscription(op, channel, user=user, client=client)
+        return {}
 
 
 ROUTES: dict[str, dict[str, Route]] = {
@@ -199,8 +212,11 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/broadcast": {"POST": HttpApi._broadcast},
     "/api/channels": {"GET": HttpApi._channels},
     "/api/presence": {"GET": HttpApi._presence},
+    "/api/presence_stats": {"GET": HttpApi._presence_stats},
     "/api/history": {"GET": HttpApi._history},
     "/api/disconnect": {"POST": HttpApi._disconnect},
+    "/api/subscribe": {"POST": HttpApi._subscribe},
+    "/api/unsubscribe": {"POST": HttpApi._unsubscribe},
 }
 
 
@@ -235,6 +251,17 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HttpError(400, "the body must be a JSON object")
     return body
+
+
+def _target(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The ``user`` or the ``client`` a request acts on: exactly one of them."""
+    user, client = body.get("user"), body.get("client")
+    if (user is None) == (client is None):
+        raise HttpError(400, "give exactly one of user or client")
+    for value in (user, client):
+        if value is not None and not isinstance(value, str):
+            raise HttpError(400, "user and client must be strings")
+    return user, client
 
 
 def _data(body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from collections import deque
 from .broker import (
     Broker,
     ClientInfo,
+    Control,
     EventSink,
     History,
     Join,
@@ -147,6 +148,10 @@ class MemoryBroker(Broker):
     async def presence(self, channel: str) -> list[ClientInfo]:
         state = self._channels.get(channel)
         return [] if state is None else list(state.presence.values())
+
+    async def control(self, message: str) -> None:
+        if self._sink is not None:
+            self._sink("", Control(message))
 
     async def channels(self) -> dict[str, int]:
         now = time.monotonic()

@@ -6,11 +6,14 @@ only when ``/metrics`` is scraped, and writes the exposition format.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from .config import PROXY_EVENTS
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -32,6 +35,8 @@ _COUNTERS = {
     "http_requests": "HTTP API requests answered",
 }
 
+PROXY_FAILURES = ("unreachable", "timeout", "broken", "status", "malformed", "invalid")
+
 
 class Metrics:
     """Counters (ever increasing) and the gauges read from ``gauges``."""
@@ -46,12 +51,21 @@ class Metrics:
         self.slow_consumers = 0
         self.interrupted = 0
         self.http_requests = 0
+        self.proxy_calls: Counter[str] = Counter()  # event -> calls
+        self.proxy_failures: Counter[tuple[str, str]] = Counter()  # (event, reason) -> calls
         self._gauges = gauges
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         self.latency = Histogram(
             "tidewire_hub_delivery_latency_seconds",
             "from a publication's acceptance to its frames being written to subscribers",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.proxy_latency = Histogram(
+            "tidewire_hub_proxy_duration_seconds",
+            "how long the backend took to answer a proxy call, failed ones included",
+            ["event"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -69,6 +83,20 @@ class _Collector(Collector):
             counter = CounterMetricFamily(f"tidewire_hub_{name}", text)
             counter.add_metric([], getattr(self.metrics, name))
             yield counter
+        calls = CounterMetricFamily(
+            "tidewire_hub_proxy_calls", "calls to the backend proxy", labels=["event"]
+        )
+        failures = CounterMetricFamily(
+            "tidewire_hub_proxy_failures",
+            "proxy calls that got no usable answer (each answered 503 to the client)",
+            labels=["event", "reason"],
+        )
+        for event in PROXY_EVENTS:
+            calls.add_metric([event], self.metrics.proxy_calls[event])
+            for reason in PROXY_FAILURES:
+                failures.add_metric([event, reason], self.metrics.proxy_failures[event, reason])
+        yield calls
+        yield failures
         for name, (text, value) in self.metrics._gauges().items():
             gauge = GaugeMetricFamily(f"tidewire_hub_{name}", text)
             gauge.add_metric([], value)

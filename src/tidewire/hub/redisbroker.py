@@ -9,6 +9,9 @@ Per channel, Redis holds (``prefix`` is ``tidewire`` by default):
   expires unless its node renews it (``presence_ttl``);
 - ``{prefix}:c:{channel}``: the pub/sub channel of its events.
 
+and ``{prefix}:control`` is the pub/sub channel of the messages between nodes,
+which every node listens to.
+
 A Lua script gives each publication its offset, keeps it in history and
 publishes it, all at once, so every node sees one order per channel. A node
 subscribes (on one connection of its own) only to channels it has subscribers
@@ -54,6 +57,8 @@ from .broker import (
     Broker,
     BrokerUnavailable,
     ClientInfo,
+    Control,
+    Event,
     EventSink,
     History,
     Join,
@@ -248,6 +253,7 @@ class RedisBroker(Broker):
         self._last: dict[str, Position] = {}  # the last publication delivered
         self._syncing: dict[str, list[list[str]]] = {}  # channel -> messages held
         self._present: dict[str, dict[str, str]] = {}  # this node's presence entries
+        self._control_key = f"{prefix}:control"
 
     # Keys.
 
@@ -392,6 +398,9 @@ class RedisBroker(Broker):
         live = await self._call(self._presence_call(channel, "read", {}), "read presence")
         return [_client(text) for text in live]
 
+    async def control(self, message: str) -> None:
+        await self._call(self._redis.publish(self._control_key, message), "send a control message")
+
     async def channels(self) -> dict[str, int]:
         out: dict[str, int] = {}
         cut = len(self.prefix) + 3
@@ -516,6 +525,9 @@ class RedisBroker(Broker):
         order), with what came meanwhile held to fill each channel's gap."""
         channels = sorted(self._listened)
         self._syncing = {channel: [] for channel in channels if channel in self._last}
+        # Control messages first, confirmed before the node counts as up.
+        await conn.send_command("SUBSCRIBE", self._control_key)
+        await conn.read_response(timeout=self._options["socket_timeout"], push_request=True)
         if channels:
             await conn.send_command("SUBSCRIBE", *(self._key("c", c) for c in channels))
         await conn.send_command("SUBSCRIBE", self._probe_key)
@@ -620,7 +632,10 @@ class RedisBroker(Broker):
 
     def _dispatch(self, message: list[Any]) -> None:
         kind = message[0]
-        if kind == "message":
+        if message[1] == self._control_key:
+            if kind == "message":
+                self._emit("", Control(message[2]))
+        elif kind == "message":
             if message[1] == self._probe_key:
                 self._probe_back(message[2])
                 return
@@ -656,7 +671,7 @@ class RedisBroker(Broker):
             self._emit(channel, Reset())  # a new epoch or a gap: continuity is lost
         self._emit(channel, pub)
 
-    def _emit(self, channel: str, event: Publication | Join | Leave | Reset) -> None:
+    def _emit(self, channel: str, event: Event) -> None:
         if self._sink is not None:
             self._sink(channel, event)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from .broker import ClientInfo, Position, Publication
+from .broker import ClientInfo, History, Position, Publication
 
 __all__ = [
     "Code",
@@ -24,6 +24,11 @@ __all__ = [
     "error_reply",
     "publication_push",
     "presence_push",
+    "subscribed_json",
+    "subscribe_push",
+    "unsubscribe_push",
+    "refresh_push",
+    "number",
     "publications_json",
     "position_from",
     "dumps",
@@ -43,6 +48,7 @@ class Code(IntEnum):
     CONFLICT = 409
     TOO_MANY = 429
     INTERNAL = 500
+    NOT_IMPLEMENTED = 501
     UNAVAILABLE = 503
 
 
@@ -60,7 +66,7 @@ class Close(IntEnum):
 class RequestError(Exception):
     """A request can't be done; becomes an error reply with ``code``."""
 
-    def __init__(self, code: Code, message: str, request_id: Any = None) -> None:
+    def __init__(self, code: int, message: str, request_id: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -177,3 +183,39 @@ def presence_push(kind: str, channel: str, client: ClientInfo) -> str:
 
 def position_json(pos: Position) -> str:
     return f'"epoch":{dumps(pos.epoch)},"offset":{pos.offset}'
+
+
+def number(value: float) -> str:
+    """A number of seconds as JSON: an integer when it is one."""
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def subscribed_json(
+    channel: str, history: History, since: bool, clients: list[ClientInfo] | None = None
+) -> str:
+    """The result of a subscribe: the channel's position, and with ``since``
+    whether it was recovered and what was missed."""
+    text = f'{{"channel":{dumps(channel)},{position_json(history.top)}'
+    if since:
+        text += (
+            f',"recovered":{"true" if history.complete else "false"}'
+            f',"publications":{publications_json(history.publications)}'
+        )
+    if clients is not None:
+        text += f',"presence":[{",".join(c.to_json() for c in clients)}]'
+    return text + "}"
+
+
+def subscribe_push(subscribed: str) -> str:
+    """A server-side subscription began: the fields of a subscribe result."""
+    return '{"push":"subscribe",' + subscribed[1:]
+
+
+def unsubscribe_push(channel: str) -> str:
+    return f'{{"push":"unsubscribe","channel":{dumps(channel)}}}'
+
+
+def refresh_push(expires: float | None) -> str:
+    if expires is None:
+        return '{"push":"refresh"}'
+    return f'{{"push":"refresh","expires":{number(expires)}}}'

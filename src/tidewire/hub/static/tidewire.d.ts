@@ -77,8 +77,25 @@ export interface Session {
   version: string;
   /** Seconds between pings. */
   heartbeat: number;
-  /** The token's expiry, Unix seconds. */
+  /** The connection's expiry, Unix seconds; a refresh moves it. */
   expires?: number;
+  /** What the backend's connect proxy returned for the client. */
+  data?: unknown;
+}
+
+export interface UnsubscribedContext {
+  channel: string;
+}
+
+export interface PresenceEvent {
+  channel: string;
+  client: ClientInfo;
+}
+
+export interface PresenceStats {
+  numClients: number;
+  /** Distinct users; anonymous clients count as clients only. */
+  numUsers: number;
 }
 
 export interface DisconnectEvent {
@@ -124,6 +141,8 @@ export interface ClientOptions {
   getToken?: () => Promise<string | null | undefined>;
   /** Shown in presence and in the `from` of this client's publications; at most 1 KiB as JSON. */
   info?: Record<string, unknown> | null;
+  /** Sent with each connect, for the backend's connect proxy. */
+  data?: unknown;
   /** Milliseconds; default 500. */
   minDelay?: number;
   /** Milliseconds; default 20000. */
@@ -146,6 +165,12 @@ export interface SubscribeOptions<T = any> {
   presence?: boolean;
   /** Recover from this position on the first subscription. */
   since?: Position;
+  /** A subscription token (a JWT with a `channel` claim); needed in a private namespace. */
+  token?: string;
+  /** Called for a subscription token when `token` is not given, and once after a refusal (401). */
+  getToken?: (channel: string) => Promise<string | null | undefined>;
+  /** The hub ended the subscription. */
+  onUnsubscribed?(this: Subscription<T>, ctx: UnsubscribedContext): void;
 }
 
 export interface ClientEvents {
@@ -153,6 +178,14 @@ export interface ClientEvents {
   connect: (session: Session) => void;
   disconnect: (event: DisconnectEvent) => void;
   error: (err: TidewireError) => void;
+  /** A server-side subscription began or was re-established. */
+  subscribed: (ctx: SubscribedContext) => void;
+  /** A publication of a server-side subscription. */
+  publication: (pub: Publication) => void;
+  join: (event: PresenceEvent) => void;
+  leave: (event: PresenceEvent) => void;
+  /** The hub ended a server-side subscription. */
+  unsubscribed: (ctx: UnsubscribedContext) => void;
 }
 
 export declare class Client {
@@ -177,7 +210,12 @@ export declare class Client {
 
   publish(channel: string, data: unknown): Promise<Position>;
   presence(channel: string): Promise<ClientInfo[]>;
+  presenceStats(channel: string): Promise<PresenceStats>;
   history<T = any>(channel: string, options?: HistoryOptions): Promise<HistoryResult<T>>;
+  /** Call `method` on the backend (the hub's rpc proxy); resolves with its `data`. */
+  rpc<T = any>(method: string, data?: unknown): Promise<T>;
+  /** The server-side subscriptions, with the last position seen in each. */
+  serverSubscriptions(): Map<string, Position>;
 }
 
 export declare class Subscription<T = any> {

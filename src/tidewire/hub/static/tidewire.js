@@ -17,7 +17,13 @@
  * });
  * client.connect();
  * await client.publish("chat:lobby", { text: "hello" });
+ * const sum = await client.rpc("add", [1, 2]);  // answered by your backend
  * ```
+ *
+ * The hub may also subscribe the client to channels itself (server-side
+ * subscriptions, made by your backend): the client's `subscribed`,
+ * `publication`, `join`, `leave` and `unsubscribed` events tell of them, and
+ * they are recovered after a reconnection like the client's own.
  *
  * Guarantees, per subscription: publications reach `onPublication` once each,
  * in the channel's order. After a reconnection the publications the hub still
@@ -140,7 +146,9 @@ export function backoff(attempt, minDelay, maxDelay, random = Math.random) {
  * @property {string} user the user id; `""` when anonymous
  * @property {string} version the hub's version
  * @property {number} heartbeat seconds between pings
- * @property {number} [expires] the token's expiry, Unix seconds
+ * @property {number} [expires] the connection's expiry, Unix seconds (from the
+ *   token, or from your backend's connect proxy; a refresh moves it)
+ * @property {*} [data] what your backend's connect proxy returned for the client
  */
 
 /**
@@ -170,6 +178,7 @@ export function backoff(attempt, minDelay, maxDelay, random = Math.random) {
  *   and once after the hub refused a token; a falsy result connects anonymously
  * @property {Record<string, unknown> | null} [info] shown in presence and in
  *   the `from` of this client's publications; at most 1 KiB as JSON
+ * @property {*} [data] sent with each connect, for your backend's connect proxy
  * @property {number} [minDelay=500] the shortest delay before a reconnection
  * @property {number} [maxDelay=20000] the longest delay before a reconnection
  * @property {number} [timeout=10000] how long a request waits for its reply,
@@ -194,6 +203,26 @@ export function backoff(attempt, minDelay, maxDelay, random = Math.random) {
  *   in `onSubscribed`'s `presence`
  * @property {Position} [since] recover from this position on the first
  *   subscription, for example one saved before the page was reloaded
+ * @property {string} [token] a subscription token (a JWT with a `channel`
+ *   claim, made by your backend): needed in a private namespace
+ * @property {(channel: string) => Promise<string | null | undefined>} [getToken]
+ *   called for a subscription token before subscribing when `token` is not
+ *   given, and once more after the hub refused one (401)
+ * @property {(ctx: UnsubscribedContext) => void} [onUnsubscribed] the hub
+ *   ended the subscription (your backend's /api/unsubscribe): it is over
+ */
+
+/**
+ * What the `unsubscribed` event and `onUnsubscribed` receive.
+ * @typedef {object} UnsubscribedContext
+ * @property {string} channel
+ */
+
+/**
+ * What the `join` and `leave` events of server-side subscriptions receive.
+ * @typedef {object} PresenceEvent
+ * @property {string} channel
+ * @property {ClientInfo} client
  */
 
 const DEFAULTS = Object.freeze({
@@ -256,6 +285,18 @@ function publication(channel, epoch, p) {
  * - `error` `(err)`: something went wrong that no promise or subscription
  *   reports: `connect` refused, `getToken()` failed, a malformed message.
  *
+ * Events of the server-side subscriptions (those the hub made, not
+ * `subscribe()`):
+ * - `subscribed` `(ctx)`: one began, or was re-established after a
+ *   reconnection; see {@link SubscribedContext};
+ * - `publication` `(pub)`: a publication of one, once each, in order;
+ * - `join`, `leave` `({channel, client})`: presence changes, where the
+ *   namespace has join and leave pushes;
+ * - `unsubscribed` `({channel})`: the hub ended one.
+ *
+ * A connect refused with 503 (your backend unavailable) is tried again with
+ * backoff, like a lost connection.
+ *
  * Requests (`publish`, `presence`, `history`) made while connecting wait for
  * the connection, within their timeout; made while disconnected, they fail at
  * once with `NOT_CONNECTED`. A request in flight when the connection is lost
@@ -312,6 +353,8 @@ export class Client {
     this._queue = []; // requests waiting for the connection
     /** @type {Map<string, Subscription>} */
     this._subs = new Map();
+    /** Server-side subscriptions: channel -> {position, resubscribe}. */
+    this._serverSubs = new Map();
     this._networkListened = false;
     this._onOnline = () => this._online();
     this._onOffline = () => this._offline();
@@ -331,7 +374,7 @@ export class Client {
 
   /**
    * Call `fn` on each `event`; returns a function that removes it.
-   * @param {"state" | "connect" | "disconnect" | "error"} event
+   * @param {"state" | "connect" | "disconnect" | "error" | "subscribed" | "publication" | "join" | "leave" | "unsubscribed"} event
    * @param {Function} fn
    * @returns {() => void}
    */
@@ -473,9 +516,15 @@ export class Client {
     const body = {};
     if (token) body.token = token;
     if (this.info != null) body.info = this.info;
+    if (this._opts.data !== undefined) body.data = this._opts.data;
+    const positions = {};
+    for (const [channel, state] of this._serverSubs) {
+      positions[channel] = { epoch: state.position.epoch, offset: state.position.offset };
+    }
+    if (this._serverSubs.size > 0) body.server_subs = positions;
     this._call("connect", body, { timeout: 0, direct: true },
       (result) => this._connected(ws, result),
-      (err) => this._connectRefused(ws, err));
+      (err) => this._connectRefused(ws, err, Boolean(token)));
   }
 
   _connected(ws, result) {
@@ -498,7 +547,7 @@ export class Client {
     if (this._ws === ws) this._emit("connect", result);
   }
 
-  _connectRefused(ws, err) {
+  _connectRefused(ws, err, withToken) {
     if (this._ws !== ws || err.code === ErrorCode.CONNECTION_LOST) return; // _closed() has it
     if (err.code === 401 && this._getToken !== null && !this._refreshed) {
       // Most likely the token expired while we were away: get a new one, once.
@@ -508,15 +557,16 @@ export class Client {
       return;
     }
     this._emit("error", err);
-    if (err.code === 401) {
+    if (err.code === 401 && withToken) {
       if (this._getToken !== null) this._token = null; // never send a refused token again
       return; // the hub closes with 4500: don't reconnect
     }
     if (err.code >= 500) {
+      // The hub's broker or your backend is unavailable: again, with backoff.
       this._drop(`connect failed: ${err.message}`);
       return;
     }
-    // 400, 409...: trying again would get the same answer.
+    // 400, 403 (your backend said no), 409...: trying again would get the same answer.
     this._stop(1000, `connect refused: ${err.message}`);
   }
 
@@ -729,11 +779,84 @@ export class Client {
   }
 
   _push(msg) {
+    if (msg.push === "refresh") {
+      this._expires = typeof msg.expires === "number" ? msg.expires : null;
+      if (this._session !== null) {
+        if (this._expires === null) delete this._session.expires;
+        else this._session.expires = this._expires;
+      }
+      return;
+    }
+    if (msg.push === "subscribe") {
+      this._serverSubscribed(msg);
+      return;
+    }
+    const server = this._serverSubs.get(msg.channel);
+    if (server !== undefined) {
+      this._serverPush(msg, server);
+      return;
+    }
     const sub = this._subs.get(msg.channel);
     if (sub === undefined || sub._state !== "subscribed") return; // unsubscribed meanwhile
     if (msg.push === "pub") sub._publication(msg);
     else if (msg.push === "join") sub._callback("onJoin", msg.client);
     else if (msg.push === "leave") sub._callback("onLeave", msg.client);
+    else if (msg.push === "unsubscribe") sub._ended();
+  }
+
+  /** A server-side subscription began, or was re-established with recovery. */
+  _serverSubscribed(msg) {
+    const channel = msg.channel;
+    const known = this._serverSubs.get(channel);
+    const previous = known?.position ?? null;
+    const sameEpoch = previous !== null && previous.epoch === msg.epoch;
+    const state = {
+      position: { epoch: msg.epoch, offset: sameEpoch ? previous.offset : 0 },
+    };
+    this._serverSubs.set(channel, state);
+    /** @type {SubscribedContext} */
+    const ctx = {
+      channel, epoch: msg.epoch, offset: msg.offset,
+      resubscribed: known !== undefined, recovered: msg.recovered === true,
+    };
+    this._emit("subscribed", ctx);
+    for (const p of msg.publications ?? []) {
+      if (this._serverSubs.get(channel) !== state) return; // ended meanwhile
+      this._serverPublication(channel, state, p);
+    }
+    if (this._serverSubs.get(channel) === state && msg.offset > state.position.offset) {
+      state.position.offset = msg.offset;
+    }
+  }
+
+  _serverPush(msg, state) {
+    const channel = msg.channel;
+    if (msg.push === "pub") this._serverPublication(channel, state, msg);
+    else if (msg.push === "join" || msg.push === "leave") this._emit(msg.push, { channel, client: msg.client });
+    else if (msg.push === "unsubscribe") {
+      this._serverSubs.delete(channel);
+      this._emit("unsubscribed", { channel });
+    }
+  }
+
+  _serverPublication(channel, state, p) {
+    const position = state.position;
+    if (typeof p.offset === "number") {
+      if (p.offset <= position.offset) return; // seen already
+      position.offset = p.offset;
+    }
+    this._emit("publication", publication(channel, position.epoch, p));
+  }
+
+  /**
+   * The channels of the server-side subscriptions, with the last position
+   * seen in each.
+   * @returns {Map<string, Position>}
+   */
+  serverSubscriptions() {
+    const out = new Map();
+    for (const [channel, state] of this._serverSubs) out.set(channel, { ...state.position });
+    return out;
   }
 
   // Channels.
@@ -769,7 +892,12 @@ export class Client {
   _sendSubscribe(sub) {
     clearTimeout(sub._retryTimer);
     sub._retryTimer = null;
+    if (sub._token === null && typeof sub._options.getToken === "function" && !sub._fetched) {
+      if (!sub._fetching) this._fetchSubscriptionToken(sub);
+      return; // subscribes once it has the token
+    }
     const body = { channel: sub.channel };
+    if (sub._token !== null) body.token = sub._token;
     const since = sub._position;
     if (since !== null) body.since = { epoch: since.epoch, offset: since.offset };
     if (sub._options.presence) body.presence = true;
@@ -794,14 +922,60 @@ export class Client {
             if (this._state === "connected" && current()) this._sendSubscribe(sub);
           }, backoff(sub._failures++, minDelay, maxDelay));
           sub._callback("onError", err);
+        } else if (err.code === 401 && typeof sub._options.getToken === "function" && !sub._refreshed) {
+          // The subscription token expired, most likely: get a new one, once.
+          sub._refreshed = true;
+          sub._token = null;
+          sub._fetched = false;
+          this._sendSubscribe(sub);
         } else {
-          // Refused (400, 403, 404, 429): asking again won't help. The channel
+          // Refused (400, 401, 403, 404, 429): asking again won't help. The channel
           // is free again before onError hears of it.
           sub._state = "unsubscribed";
           if (this._subs.get(sub.channel) === sub) this._subs.delete(sub.channel);
           sub._callback("onError", err);
         }
       });
+  }
+
+  /** Ask `getToken(channel)` for a subscription token, then subscribe. */
+  _fetchSubscriptionToken(sub) {
+    sub._fetching = true;
+    const attempt = sub._attempt;
+    Promise.resolve()
+      .then(() => sub._options.getToken(sub.channel))
+      .then((token) => {
+        sub._fetching = false;
+        if (sub._attempt !== attempt || sub._state !== "subscribing" || this._state !== "connected") return;
+        sub._token = token || null;
+        sub._fetched = true;
+        this._sendSubscribe(sub);
+      }, (cause) => {
+        sub._fetching = false;
+        if (sub._attempt !== attempt || sub._state !== "subscribing") return;
+        sub._callback("onError", new TidewireError(ErrorCode.TOKEN, `getToken() failed: ${cause}`, { cause }));
+        const { minDelay, maxDelay } = this._opts;
+        sub._retryTimer = setTimeout(() => {
+          sub._retryTimer = null;
+          if (this._state === "connected" && sub._state === "subscribing") this._sendSubscribe(sub);
+        }, backoff(sub._failures++, minDelay, maxDelay));
+      });
+  }
+
+  /**
+   * Call `method` on your backend (the hub's rpc proxy) with `data` (any JSON
+   * value). Resolves with the backend's `data`; rejects with its error code
+   * and message, or 503 when the backend is unavailable.
+   * @param {string} method
+   * @param {*} [data]
+   * @returns {Promise<*>}
+   */
+  async rpc(method, data = null) {
+    if (typeof method !== "string" || method === "") {
+      throw new TypeError("method must be a non-empty string");
+    }
+    const result = await this._request("rpc", { method, data });
+    return result.data ?? null;
   }
 
   /**
@@ -826,6 +1000,18 @@ export class Client {
     checkChannel(channel);
     const result = await this._request("presence", { channel });
     return result.clients ?? [];
+  }
+
+  /**
+   * How many clients are subscribed to `channel`, and how many distinct users
+   * they are (anonymous clients count as clients only).
+   * @param {string} channel
+   * @returns {Promise<{numClients: number, numUsers: number}>}
+   */
+  async presenceStats(channel) {
+    checkChannel(channel);
+    const result = await this._request("presence_stats", { channel });
+    return { numClients: result.num_clients, numUsers: result.num_users };
   }
 
   /**
@@ -881,6 +1067,10 @@ export class Subscription {
     this._attempt = 0;
     this._failures = 0;
     this._retryTimer = null;
+    this._token = options.token || null;
+    this._fetching = false; // getToken() is running
+    this._fetched = false; // getToken() gave the current token (null: none)
+    this._refreshed = false; // a refused token was replaced, since the last subscribe
   }
 
   /**
@@ -960,6 +1150,7 @@ export class Subscription {
     this._position = { epoch: result.epoch, offset: sameEpoch ? previous.offset : 0 };
     this._state = "subscribed";
     this._failures = 0;
+    this._refreshed = false;
     /** @type {SubscribedContext} */
     const ctx = {
       channel: this.channel,
@@ -978,6 +1169,16 @@ export class Subscription {
     if (this._state === "subscribed" && result.offset > this._position.offset) {
       this._position.offset = result.offset;
     }
+  }
+
+  /** The hub ended the subscription (an unsubscribe push). */
+  _ended() {
+    this._state = "unsubscribed";
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    const client = this.client;
+    if (client._subs.get(this.channel) === this) client._subs.delete(this.channel);
+    this._callback("onUnsubscribed", { channel: this.channel });
   }
 
   _publication(p) {
