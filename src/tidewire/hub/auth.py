@@ -3,21 +3,25 @@
 Tokens are made by the application's backend with the hub's token secret and
 checked here by PyJWT. Claims: ``sub`` (the user id, required), ``exp``
 (optional), ``channels`` (optional list; ``"chat:*"`` matches by prefix) and
-``info`` (optional object shown in presence).
+``info`` (optional object shown in presence). A validly signed token is still
+refused when these claims hold what the hub can't pass on (``strictjson``):
+PyJWT reads NaN, huge numbers and lone surrogates as Python's ``json`` does.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from .strictjson import MAX_INTEGER, Refused, check, dumps
+
 __all__ = ["Credentials", "InvalidToken", "check_token", "channel_allowed", "check_api_key"]
 
 MAX_INFO = 1024  # bytes of `info`, as JSON
+MAX_USER = 255  # characters of `sub`
 
 
 class InvalidToken(Exception):
@@ -44,30 +48,51 @@ def check_token(token: str, secret: str | None) -> Credentials:
         raise InvalidToken("token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from exc
+    except (ValueError, OverflowError, TypeError) as exc:  # claims PyJWT didn't expect
+        raise InvalidToken(f"invalid token: {exc}") from exc
+    try:
+        return _credentials(claims)
+    except Refused as exc:
+        raise InvalidToken(f"invalid token: {exc}") from None
+
+
+def _credentials(claims: dict[str, Any]) -> Credentials:
     user = claims["sub"]
     if not isinstance(user, str) or not user:
         raise InvalidToken("invalid token: 'sub' must be a non-empty string")
+    check(user, "'sub'")
+    if len(user) > MAX_USER:
+        raise InvalidToken(f"invalid token: 'sub' is at most {MAX_USER} characters")
     exp = claims.get("exp")
+    if exp is not None:
+        # PyJWT takes "123" for 123 when it checks expiry; the hub wouldn't.
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise InvalidToken("invalid token: 'exp' must be a number")
+        if not -MAX_INTEGER <= exp <= MAX_INTEGER:
+            raise InvalidToken("invalid token: 'exp' is out of range")
     channels = claims.get("channels")
-    if channels is not None and (
-        not isinstance(channels, list) or not all(isinstance(c, str) for c in channels)
-    ):
-        raise InvalidToken("invalid token: 'channels' must be a list of strings")
+    if channels is not None:
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise InvalidToken("invalid token: 'channels' must be a list of strings")
+        check(channels, "'channels'")
     info = claims.get("info")
     if info is not None and not isinstance(info, dict):
         raise InvalidToken("invalid token: 'info' must be an object")
     return Credentials(
         user,
-        int(exp) if isinstance(exp, (int, float)) else None,
+        None if exp is None else int(exp),
         None if channels is None else tuple(channels),
-        None if info is None else encode_info(info),
+        None if info is None else encode_info(info, "'info'"),
     )
 
 
-def encode_info(info: dict[str, Any]) -> str:
-    text = json.dumps(info, separators=(",", ":"), ensure_ascii=False)
+def encode_info(info: dict[str, Any], where: str = "info") -> str:
+    """``info`` as compact JSON; raise ``Refused`` (a ``ValueError``) for what
+    the hub can't pass on, or for more than ``MAX_INFO`` bytes."""
+    check(info, where)
+    text = dumps(info)
     if len(text.encode()) > MAX_INFO:
-        raise ValueError(f"info is over {MAX_INFO} bytes as JSON")
+        raise Refused(f"{where} is over {MAX_INFO} bytes as JSON")
     return text
 
 

@@ -122,6 +122,8 @@ class Session:
             if not self.connected and request.op != "connect":
                 raise RequestError(Code.UNAUTHORIZED, "not connected: send connect first")
             result = await handler(self, request)
+            if result is not None:
+                self.write(reply(rid, result))
         except _Answered:
             return
         except RequestError as exc:
@@ -134,9 +136,6 @@ class Session:
         except Exception:
             logger.exception("request failed: %.200s", message)
             self.write(error_reply(rid, Code.INTERNAL, "internal error; see the hub's log"))
-        else:
-            if result is not None:
-                self.write(reply(rid, result))
 
     async def _connect(self, request: Request) -> str | None:
         if self.connected:
