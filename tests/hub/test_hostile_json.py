@@ -1,18 +1,24 @@
 """JSON that Python reads but the hub can't carry gets a 400 saying why, on /ws
 and on the HTTP API; what the hub does carry reaches subscribers intact.
 
-Every reply and push read here goes through ``strict_json`` (helpers.py).
+Every reply and push read here goes through ``strict_json`` (helpers.py), and
+the suite's ``hub_tracebacks`` fixture fails a test whose input left a
+traceback in the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 
 import pytest
 
-from tidewire.hub import Hub
+from tidewire.hub import Hub, MemoryBroker
 
-from .helpers import API_KEY, Client, http_client, token
+from ..conftest import HubTracebacks
+from .conftest import config
+from .helpers import API_KEY, Client, ReplyError, http_client, token, within
 
 AUTH = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
 CHANNEL = "chat:hostile"
@@ -261,6 +267,50 @@ async def test_http_data_within_the_limits_is_published_intact(hub: Hub) -> None
     await watcher.close()
 
 
+# Internal errors: one line in the log, naming the connection.
+
+
+class FailingBroker(MemoryBroker):
+    async def publish(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise RuntimeError("the disk\nis on fire")
+
+    async def channels(self) -> dict[str, int]:
+        raise RuntimeError("no channels today")
+
+    async def presence_remove(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't forget")
+
+
+async def test_internal_errors_are_one_line_naming_the_connection(
+    caplog: pytest.LogCaptureFixture, hub_tracebacks: HubTracebacks
+) -> None:
+    async with Hub(config(), broker=FailingBroker()) as hub:
+        client = await Client.open(hub, api_key=API_KEY)
+        await client.request("subscribe", channel=CHANNEL)
+        with pytest.raises(ReplyError) as info:
+            await client.request("publish", channel=CHANNEL, data=1)
+        assert info.value.code == 500 and "internal error" in info.value.message
+        assert await client.request("ping") == {}
+        async with http_client(hub) as http:
+            response = await within(http.get("/api/channels", headers=AUTH))
+        assert response.status_code == 500
+        await client.close()
+    errors = [r for r in caplog.records
+              if r.name.startswith("tidewire.hub") and r.levelno >= logging.ERROR]
+    assert len(errors) == 3, errors
+    ws_line, http_line, leave_line = (r.getMessage() for r in errors)
+    assert client.connected["client"] in ws_line
+    assert "publish" in ws_line and "RuntimeError" in ws_line and "disk" in ws_line
+    assert "\n" not in ws_line
+    assert "/api/channels" in http_line and "no channels today" in http_line
+    assert client.connected["client"] in leave_line and "can't forget" in leave_line
+    assert not any(r.exc_info for r in errors)
+    # The traceback is there for an operator who asks for DEBUG.
+    assert len(hub_tracebacks.records) == 3
+    assert all(r.levelno == logging.DEBUG for r in hub_tracebacks.records)
+    hub_tracebacks.records.clear()
+
+
 def test_the_reader_of_these_tests_refuses_non_strict_json() -> None:
     # The checks above are only as good as the reader they use.
     from ..jsoncheck import NotStrictJSON, strict_json
@@ -271,3 +321,25 @@ def test_the_reader_of_these_tests_refuses_non_strict_json() -> None:
             strict_json(text)
     assert strict_json('["\\ud83d\\ude00", 9007199254740991, 1e308]') == [
         "\U0001f600", 2**53 - 1, 1e308]
+
+
+def test_the_traceback_guard_tells_the_hubs_tracebacks_from_others() -> None:
+    # The suite's guard (tests/conftest.py) is only as good as its filter.
+    from tidewire.hub import strictjson
+
+    guard = HubTracebacks()
+
+    def record(name: str, raise_in_hub: bool) -> logging.LogRecord:
+        try:
+            if raise_in_hub:
+                strictjson.check("\ud800", "x")
+            raise RuntimeError("elsewhere")
+        except (ValueError, RuntimeError):
+            exc_info = sys.exc_info()
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, "failed", None, exc_info)
+
+    guard.handle(record("tidewire.server", raise_in_hub=False))  # a library user's handler
+    assert guard.records == []
+    guard.handle(record("tidewire.server", raise_in_hub=True))  # the hub's handler
+    guard.handle(record("tidewire.hub.http", raise_in_hub=False))
+    assert len(guard.records) == 2

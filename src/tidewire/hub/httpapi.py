@@ -5,7 +5,8 @@ already (up to ``max_message_size``). Each answer closes its connection.
 Errors are JSON ``{"error": "..."}`` with the status: 400 for a bad body
 (including JSON the hub can't pass on, see ``strictjson``) or query, 401 for a
 wrong or missing API key, 404 for an unknown path or channel namespace, 405 for
-a wrong method, 503 while the broker is unavailable.
+a wrong method, 503 while the broker is unavailable, 500 for an internal error,
+logged as one line naming the connection.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ class HttpApi:
         method = request.method
         self.hub.metrics.http_requests += 1
         try:
+            return await self._answer(request, path, method, query)
+        except Exception as exc:
+            logger.error("connection %s: %s %.100s failed: %.300r", conn.id, method, path, exc)
+            logger.debug("the traceback of that failure", exc_info=True)
+            return _json(500, {"error": "internal error; see the hub's log"})
+
+    async def _answer(self, request: Request, path: str, method: str, query: str) -> Response:
+        try:
             if "upgrade" in (request.headers.get("Connection") or "").lower():
                 raise HttpError(404, f"no WebSocket endpoint at {path}; connect to /ws")
             if path in STATIC:
@@ -94,9 +103,6 @@ class HttpApi:
             return _json(int(exc.code), {"error": exc.message})
         except BrokerUnavailable as exc:
             return _json(503, {"error": f"broker unavailable: {exc}"})
-        except Exception:
-            logger.exception("%s %s failed", method, path)
-            return _json(500, {"error": "internal error; see the hub's log"})
         if isinstance(result, Response):
             return result
         return _json(200, result)

@@ -84,7 +84,17 @@ class Session:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            await self._leave_all()
+            try:
+                await self._leave_all()
+            except Exception as exc:
+                self._failed("leaving its channels", exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log an internal error as one line naming the client (the request
+        isn't logged: it may hold a token or the API key); its traceback
+        only at DEBUG."""
+        logger.error("client %s: %s failed: %.300r", self.client.client, what, exc)
+        logger.debug("the traceback of that failure", exc_info=exc)
 
     def _close_soon(self, code: int, reason: str) -> None:
         self._timer = None
@@ -107,12 +117,14 @@ class Session:
 
     async def _handle(self, message: str | bytes) -> None:
         rid: Any = None
+        what = "a request"
         try:
             if isinstance(message, bytes):
                 raise RequestError(Code.BAD_REQUEST, "binary frames aren't part of the protocol; "
                                    "send JSON in text frames")
             request = parse_request(message)
             rid = request.id
+            what = f"{request.op[:40]!r} request"
             handler = _HANDLERS.get(request.op)
             if handler is None:
                 raise RequestError(
@@ -133,8 +145,8 @@ class Session:
             self.write(error_reply(rid, Code.UNAVAILABLE, f"broker unavailable: {exc}"))
         except ConnectionClosed:
             raise
-        except Exception:
-            logger.exception("request failed: %.200s", message)
+        except Exception as exc:
+            self._failed(what, exc)
             self.write(error_reply(rid, Code.INTERNAL, "internal error; see the hub's log"))
 
     async def _connect(self, request: Request) -> str | None:
