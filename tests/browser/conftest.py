@@ -44,6 +44,7 @@ FAKE_SOCKET = HERE / "fake_socket.js"
 WAIT = timeout(15) * 1000
 
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
+_INTERNAL_ERROR = re.compile(r" tidewire\.hub\S* (client|connection) \S+: .* failed: ")
 
 
 class HubProcess:
@@ -120,6 +121,8 @@ class HubProcess:
         if check:
             assert proc.returncode == 0, f"the hub exited with {proc.returncode}:\n{self.log()}"
             assert "Traceback" not in self.log(), self.log()
+            # An internal error of the hub is one line, its traceback at DEBUG.
+            assert not _INTERNAL_ERROR.search(self.log()), self.log()
 
     async def restart(self) -> None:
         await self.stop()

@@ -9,12 +9,14 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import httpx
 import jwt
 
 import tidewire
 from tidewire.hub import Hub
 
 from ..conftest import timeout
+from ..jsoncheck import strict_json
 
 T = TypeVar("T")
 
@@ -24,6 +26,21 @@ API_KEY = "test-api-key"
 
 def within(aw: Awaitable[T], seconds: float = 5) -> Awaitable[T]:
     return asyncio.wait_for(aw, timeout(seconds))
+
+
+async def _strict_body(response: httpx.Response) -> None:
+    if response.headers.get("content-type", "").startswith("application/json"):
+        await response.aread()
+        strict_json(response.content)
+
+
+def http_client(hub: Hub, **options: Any) -> httpx.AsyncClient:
+    """An HTTP client of ``hub`` that checks every JSON answer as strict JSON."""
+    options.setdefault("timeout", timeout(5))
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{hub.port}", event_hooks={"response": [_strict_body]},
+        **options,
+    )
 
 
 def token(sub: str = "alice", **claims: Any) -> str:
@@ -63,7 +80,9 @@ class Client:
         await self.ws.send(message if isinstance(message, (str, bytes)) else json.dumps(message))
 
     async def _read(self) -> dict[str, Any]:
-        value = json.loads(await within(self.ws.recv()))
+        """The next message, which must be strict JSON: every reply and push
+        a test reads is checked as a browser would need it."""
+        value = strict_json(await within(self.ws.recv()))
         assert isinstance(value, dict)
         return value
 

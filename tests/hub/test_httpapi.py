@@ -13,14 +13,14 @@ import pytest
 from tidewire.hub import Hub
 
 from .conftest import MakeHub
-from .helpers import API_KEY, Client, token, within
+from .helpers import API_KEY, Client, http_client, token, within
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture
 async def http(hub: Hub) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.port}", timeout=5) as client:
+    async with http_client(hub) as client:
         yield client
 
 
@@ -86,7 +86,7 @@ async def test_wrong_or_missing_key_is_401(http: httpx.AsyncClient, headers: dic
 
 async def test_api_is_off_without_a_key(make_hub: MakeHub) -> None:
     hub = await make_hub(api_key=None)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.port}") as http:
+    async with http_client(hub) as http:
         response = await http.get("/api/channels", headers={"Authorization": "Bearer x"})
     assert response.status_code == 401 and "--api-key" in error_of(response)
 
@@ -120,7 +120,7 @@ async def test_non_json_content_type_is_400(http: httpx.AsyncClient) -> None:
 
 async def test_body_over_the_limit_is_413(make_hub: MakeHub) -> None:
     hub = await make_hub(max_message_size=1000)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.port}") as http:
+    async with http_client(hub) as http:
         response = await http.post(
             "/api/publish", headers=AUTH, json={"channel": "chat:x", "data": "x" * 2000}
         )

@@ -299,8 +299,8 @@ class Hub:
         if ready is not None:
             try:
                 await self.broker.unlisten(channel)
-            except Exception:
-                logger.warning("broker failed to stop listening to %s", channel, exc_info=True)
+            except Exception as exc:
+                logger.warning("broker failed to stop listening to %s: %.300r", channel, exc)
 
     def _on_event(self, channel: str, event: Event) -> None:
         """Fan an event out to this node's subscribers of ``channel``."""

@@ -6,17 +6,20 @@ required), ``exp`` (optional), ``channels`` (optional list; ``"chat:*"`` matches
 by prefix), ``channels_subscribe`` (optional list of channels to subscribe
 server-side) and ``info`` (optional object shown in presence). A subscription
 token has ``sub``, ``channel`` and an optional ``exp``: it lets its holder
-subscribe to that one channel.
+subscribe to that one channel. A validly signed token is still refused when
+its claims hold what the hub can't pass on (``strictjson``): PyJWT reads NaN,
+huge numbers and lone surrogates as Python's ``json`` does.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+
+from .strictjson import MAX_INTEGER, Refused, check, dumps
 
 __all__ = [
     "Credentials",
@@ -28,6 +31,7 @@ __all__ = [
 ]
 
 MAX_INFO = 1024  # bytes of `info`, as JSON
+MAX_USER = 255  # characters of `sub`
 
 
 class InvalidToken(Exception):
@@ -54,17 +58,36 @@ def _claims(token: str, secret: str | None, what: str) -> dict[str, Any]:
         raise InvalidToken(f"{what} expired") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid {what}: {exc}") from exc
-    if not isinstance(claims["sub"], str):
+    except (ValueError, OverflowError, TypeError) as exc:  # claims PyJWT didn't expect
+        raise InvalidToken(f"invalid {what}: {exc}") from exc
+    user = claims["sub"]
+    if not isinstance(user, str):
         raise InvalidToken(f"invalid {what}: 'sub' must be a string")
+    if len(user) > MAX_USER:
+        raise InvalidToken(f"invalid {what}: 'sub' is at most {MAX_USER} characters")
+    exp = claims.get("exp")
+    if exp is not None:
+        # PyJWT takes "123" for 123 when it checks expiry; the hub wouldn't.
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+            raise InvalidToken(f"invalid {what}: 'exp' must be a number")
+        if not -MAX_INTEGER <= exp <= MAX_INTEGER:
+            raise InvalidToken(f"invalid {what}: 'exp' is out of range")
+    try:
+        check(user, "'sub'")
+    except Refused as exc:
+        raise InvalidToken(f"invalid {what}: {exc}") from None
     return claims
 
 
 def _names(claims: dict[str, Any], name: str) -> list[str] | None:
     value = claims.get(name)
-    if value is not None and (
-        not isinstance(value, list) or not all(isinstance(c, str) for c in value)
-    ):
-        raise InvalidToken(f"invalid token: '{name}' must be a list of strings")
+    if value is not None:
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise InvalidToken(f"invalid token: '{name}' must be a list of strings")
+        try:
+            check(value, f"'{name}'")
+        except Refused as exc:
+            raise InvalidToken(f"invalid token: {exc}") from None
     return value
 
 
@@ -83,12 +106,12 @@ def check_token(token: str, secret: str | None) -> Credentials:
     if info is not None and not isinstance(info, dict):
         raise InvalidToken("invalid token: 'info' must be an object")
     try:
-        encoded = None if info is None else encode_info(info)
+        encoded = None if info is None else encode_info(info, "'info'")
     except ValueError as exc:
-        raise InvalidToken(f"invalid token: 'info': {exc}") from None
+        raise InvalidToken(f"invalid token: {exc}") from None
     return Credentials(
         user,
-        int(exp) if isinstance(exp, (int, float)) else None,
+        None if exp is None else int(exp),
         None if channels is None else tuple(channels),
         encoded,
         tuple(dict.fromkeys(subscribe or ())),
@@ -108,10 +131,13 @@ def check_subscription_token(token: str, secret: str | None, user: str, channel:
         raise InvalidToken("the subscription token is for another user")
 
 
-def encode_info(info: dict[str, Any]) -> str:
-    text = json.dumps(info, separators=(",", ":"), ensure_ascii=False)
+def encode_info(info: dict[str, Any], where: str = "info") -> str:
+    """``info`` as compact JSON; raise ``Refused`` (a ``ValueError``) for what
+    the hub can't pass on, or for more than ``MAX_INFO`` bytes."""
+    check(info, where)
+    text = dumps(info)
     if len(text.encode()) > MAX_INFO:
-        raise ValueError(f"info is over {MAX_INFO} bytes as JSON")
+        raise Refused(f"{where} is over {MAX_INFO} bytes as JSON")
     return text
 
 

@@ -3,14 +3,15 @@
 Every request arrives through the library's ``process_request`` hook, body read
 already (up to ``max_message_size``). The library keeps the connection for the
 next request (HTTP/1.1 keep-alive) and sets the Connection header.
-Errors are JSON ``{"error": "..."}`` with the status: 400 for a bad body, 401
-for a wrong or missing API key, 404 for an unknown path or channel namespace,
-405 for a wrong method, 503 while the broker is unavailable.
+Errors are JSON ``{"error": "..."}`` with the status: 400 for a bad body
+(including JSON the hub can't pass on, see ``strictjson``) or query, 401 for a
+wrong or missing API key, 404 for an unknown path or channel namespace, 405 for
+a wrong method, 503 while the broker is unavailable, 500 for an internal error,
+logged as one line naming the connection.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -22,7 +23,15 @@ from ..protocol import Headers, Request, Response
 from .auth import check_api_key
 from .broker import BrokerUnavailable
 from .metrics import CONTENT_TYPE as METRICS_TYPE
-from .wire import RequestError, channel_name, dumps, loads, position_from
+from .strictjson import MAX_INTEGER, Refused, check_members, parse
+from .wire import (
+    RequestError,
+    channel_name,
+    dumps,
+    position_from,
+    position_json,
+    publications_json,
+)
 
 if TYPE_CHECKING:
     from .. import asyncio as tw
@@ -65,6 +74,14 @@ class HttpApi:
         method = request.method
         self.hub.metrics.http_requests += 1
         try:
+            return await self._answer(request, path, method, query)
+        except Exception as exc:
+            logger.error("connection %s: %s %.100s failed: %.300r", conn.id, method, path, exc)
+            logger.debug("the traceback of that failure", exc_info=True)
+            return _json(500, {"error": "internal error; see the hub's log"})
+
+    async def _answer(self, request: Request, path: str, method: str, query: str) -> Response:
+        try:
             if "upgrade" in (request.headers.get("Connection") or "").lower():
                 raise HttpError(404, f"no WebSocket endpoint at {path}; connect to /ws")
             if path in STATIC:
@@ -87,9 +104,6 @@ class HttpApi:
             return _json(int(exc.code), {"error": exc.message})
         except BrokerUnavailable as exc:
             return _json(503, {"error": f"broker unavailable: {exc}"})
-        except Exception:
-            logger.exception("%s %s failed", method, path)
-            return _json(500, {"error": "internal error; see the hub's log"})
         if isinstance(result, Response):
             return result
         return _json(200, result)
@@ -155,8 +169,9 @@ class HttpApi:
         channel = channel_name(_one(query, "channel"))
         self.hub.namespace(channel)
         clients = await self.hub.broker.presence(channel)
-        return {"channel": channel,
-                "clients": [json.loads(c.to_json()) for c in clients]}
+        # Spliced, not decoded and encoded again, as /ws does.
+        return _raw_json(f'{{"channel":{dumps(channel)},'
+                         f'"clients":[{",".join(c.to_json() for c in clients)}]}}')
 
     async def _history(self, request: Request, query: dict[str, list[str]]) -> Any:
         channel = channel_name(_one(query, "channel"))
@@ -167,19 +182,12 @@ class HttpApi:
             since = position_from({"epoch": _one(query, "epoch"),
                                    "offset": _int(query, "offset")}, "epoch and offset")
         history = await self.hub.history(channel, ns, limit, since)
-        out: dict[str, Any] = {
-            "channel": channel,
-            "epoch": history.top.epoch,
-            "offset": history.top.offset,
-            "publications": [
-                {"offset": p.offset, "data": json.loads(p.data)}
-                | ({} if p.sender is None else {"from": json.loads(p.sender.to_json())})
-                for p in history.publications
-            ],
-        }
+        # Publications are spliced in as they were encoded when published.
+        text = (f'{{"channel":{dumps(channel)},{position_json(history.top)},'
+                f'"publications":{publications_json(history.publications)}')
         if since is not None:
-            out["recovered"] = history.complete
-        return out
+            text += f',"recovered":{"true" if history.complete else "false"}'
+        return _raw_json(text + "}")
 
     async def _presence_stats(self, request: Request, query: dict[str, list[str]]) -> Any:
         channel = channel_name(_one(query, "channel"))
@@ -235,7 +243,11 @@ def _response(
 
 
 def _json(status: int, value: Any, extra: dict[str, str] | None = None) -> Response:
-    return _response(status, (dumps(value) + "\n").encode(), JSON, extra)
+    return _raw_json(dumps(value), status, extra)
+
+
+def _raw_json(text: str, status: int = 200, extra: dict[str, str] | None = None) -> Response:
+    return _response(status, (text + "\n").encode(), JSON, extra)
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -245,11 +257,19 @@ def _body(request: Request) -> dict[str, Any]:
     if not request.body:
         raise HttpError(400, "the request has no body; send a JSON object")
     try:
-        body = loads(request.body)
+        # Strictly: json.loads would take UTF-16 or UTF-8-encoded surrogates.
+        text = request.body.decode()
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"the body isn't UTF-8: {exc}") from None
+    try:
+        body = parse(text)
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        check_members(body, text)
+    except Refused as exc:
+        raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"the body isn't JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise HttpError(400, "the body must be a JSON object")
     return body
 
 
@@ -281,6 +301,8 @@ def _int(query: dict[str, list[str]], name: str) -> int | None:
     if name not in query:
         return None
     value = _one(query, name)
-    if not value.isdigit():
-        raise HttpError(400, f"{name} must be an integer >= 0")
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+    if not (value.isascii() and value.isdigit() and len(value) <= 16
+            and int(value) <= MAX_INTEGER):
+        raise HttpError(400, f"{name} must be an integer from 0 to {MAX_INTEGER}")
     return int(value)

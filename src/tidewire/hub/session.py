@@ -119,7 +119,17 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._leave_all()
+            try:
+                await self._leave_all()
+            except Exception as exc:
+                self._failed("leaving its channels", exc)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log an internal error as one line naming the client (the request
+        isn't logged: it may hold a token or the API key); its traceback
+        only at DEBUG."""
+        logger.error("client %s: %s failed: %.300r", self.client.client, what, exc)
+        logger.debug("the traceback of that failure", exc_info=exc)
 
     def _close_soon(self, code: int, reason: str) -> None:
         self._timer = None
@@ -155,12 +165,14 @@ class Session:
 
     async def _handle(self, message: str | bytes) -> None:
         rid: Any = None
+        what = "a request"
         try:
             if isinstance(message, bytes):
                 raise RequestError(Code.BAD_REQUEST, "binary frames aren't part of the protocol; "
                                    "send JSON in text frames")
             request = parse_request(message)
             rid = request.id
+            what = f"{request.op[:40]!r} request"
             handler = _HANDLERS.get(request.op)
             if handler is None:
                 raise RequestError(
@@ -170,6 +182,8 @@ class Session:
             if not self.connected and request.op != "connect":
                 raise RequestError(Code.UNAUTHORIZED, "not connected: send connect first")
             result = await handler(self, request)
+            if result is not None:
+                self.write(reply(rid, result))
         except _Answered:
             return
         except RequestError as exc:
@@ -179,12 +193,9 @@ class Session:
             self.write(error_reply(rid, Code.UNAVAILABLE, f"broker unavailable: {exc}"))
         except ConnectionClosed:
             raise
-        except Exception:
-            logger.exception("request failed: %.200s", message)
+        except Exception as exc:
+            self._failed(what, exc)
             self.write(error_reply(rid, Code.INTERNAL, "internal error; see the hub's log"))
-        else:
-            if result is not None:
-                self.write(reply(rid, result))
 
     async def _connect(self, request: Request) -> str | None:
         if self.connected:

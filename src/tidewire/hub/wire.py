@@ -7,12 +7,12 @@ its publisher, and never decoded and encoded again on its way to subscribers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
 from .broker import ClientInfo, History, Position, Publication
+from .strictjson import Refused, check, check_members, dumps, parse
 
 __all__ = [
     "Code",
@@ -32,10 +32,10 @@ __all__ = [
     "publications_json",
     "position_from",
     "dumps",
-    "loads",
 ]
 
 MAX_CHANNEL = 255
+MAX_ID = 255  # characters of a string id
 
 
 class Code(IntEnum):
@@ -86,38 +86,35 @@ class Request:
         return position_from(self.body.get("since"), "since")
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON; one encoder for all, rather than one per call."""
-    return _ENCODER.encode(value)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} isn't JSON")
-
-
-def loads(text: str | bytes) -> Any:
-    """Strict JSON: NaN and Infinity, which browsers can't parse, are refused."""
-    return json.loads(text, parse_constant=_no_constant)
-
-
 def parse_request(text: str) -> Request:
-    """Decode one request; raise ``RequestError`` (400) saying what is wrong.
+    """Decode one request; raise ``RequestError`` (400) saying what is wrong,
+    including anything the hub couldn't pass on (``strictjson``).
 
     The id is recovered even from a request that is otherwise bad, so that
     the error reply can carry it.
     """
     try:
-        body = loads(text)
+        body = parse(text)
+    except Refused as exc:
+        raise RequestError(Code.BAD_REQUEST, str(exc)) from None
     except ValueError as exc:
         raise RequestError(Code.BAD_REQUEST, f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError(Code.BAD_REQUEST, "a request must be a JSON object")
     rid = body.get("id")
-    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (int, str))):
-        raise RequestError(Code.BAD_REQUEST, "id must be a number or a string")
+    if rid is not None:
+        if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+            raise RequestError(Code.BAD_REQUEST, "id must be a number or a string")
+        try:
+            check(rid, "id")
+        except Refused as exc:
+            raise RequestError(Code.BAD_REQUEST, str(exc)) from None
+        if isinstance(rid, str) and len(rid) > MAX_ID:
+            raise RequestError(Code.BAD_REQUEST, f"id is at most {MAX_ID} characters")
+    try:
+        check_members(body, text, skip="id")
+    except Refused as exc:
+        raise RequestError(Code.BAD_REQUEST, str(exc), rid) from None
     op = body.get("op")
     if not isinstance(op, str):
         raise RequestError(Code.BAD_REQUEST, "missing op", rid)
