@@ -4,7 +4,9 @@ Each server runs as its own process pinned to ``settings.server_cpu``; load
 generators and clients are pinned to ``settings.client_cpu``. Their stderr goes
 to ``bench/.logs/`` so that a failure can be explained. The hub scenario runs
 the hub itself, ``tidewire serve`` (``HubProcess``), the same way, and for its
-Redis contender a ``redis-server`` of its own (``RedisProcess``).
+Redis contender a ``redis-server`` of its own (``RedisProcess``); its Node rivals
+are Socket.IO (``SocketioProcess``) and soketi (``SoketiProcess``), installed by
+``make bench`` into ``bench/node``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / "bench" / ".logs"
+NODE_DIR = REPO / "bench" / "node"  # package.json, its lock file, node_modules
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Event = dict[str, Any]
@@ -251,6 +254,44 @@ class HubProcess(ServerProcess):
         return True
 
 
+def node_argv(*args: str) -> list[str]:
+    """``node ARGS...``, once ``make bench`` has installed bench/node's packages."""
+    node = shutil.which("node")
+    if node is None:
+        raise BenchError("node is missing (Debian package nodejs; `make bench` installs it)")
+    if not (NODE_DIR / "node_modules" / ".installed").exists():
+        raise BenchError("bench/node/node_modules is missing: `make bench` installs it with npm")
+    return [node, *args]
+
+
+def node_package_version(name: str) -> str:
+    """The version of an npm package installed in bench/node, or "not installed"."""
+    try:
+        text = (NODE_DIR / "node_modules" / name / "package.json").read_text()
+        return str(json.loads(text)["version"])
+    except (OSError, ValueError, KeyError):
+        return "not installed"
+
+
+def node_version() -> str:
+    node = shutil.which("node")
+    if node is None:
+        return "not installed"
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip().lstrip("v") or "unknown"
+
+
+class SocketioProcess(ServerProcess):
+    """``node bench/node/socketio_server.js``: Socket.IO in one Node process, pinned
+    like every server; it prints the same ``LISTENING`` line as the Python ones."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._spawn("socketio", node_argv(str(NODE_DIR / "socketio_server.js")), settings)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
@@ -358,6 +399,113 @@ class RedisProcess:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+
+class SoketiProcess:
+    """soketi, ``soketi start`` as its users run it (its command line, configured
+    by ``SOKETI_*`` variables), pinned like every server, until the ``with`` block
+    ends. It has one app, ``app_id`` with ``app_key`` and ``app_secret``.
+
+    It listens on 127.0.0.1 on a free port; its cluster discovery, which it
+    always runs, says hello to 127.0.0.1 only (by default it broadcasts to
+    255.255.255.255), on a free port too. It is ready once ``GET /ready``
+    answers. Its log is ``bench/.logs/server-soketi.log``.
+    """
+
+    ATTEMPTS = 3  # a free port can be taken between the look and the bind
+    # What uWebSockets.js says when it can't load its native binary: soketi would
+    # then run on a JavaScript stand-in, which is not soketi as its users run it.
+    FALLBACK = "Falling back to a NodeJS implementation"
+
+    def __init__(self, settings: Settings, app_id: str, app_key: str, app_secret: str) -> None:
+        self.name = "soketi"
+        self.log_path = LOG_DIR / "server-soketi.log"
+        self.settings = settings
+        self.app = {"ID": app_id, "KEY": app_key, "SECRET": app_secret}
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info = {
+            "library": f"soketi {node_package_version('@soketi/soketi')} (uWebSockets.js"
+            f" {node_package_version('uWebSockets.js')})",
+            "node": node_version(),
+        }
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> SoketiProcess:
+        try:
+            for _ in range(self.ATTEMPTS):
+                if self._start():
+                    return self
+            raise BenchError(f"soketi did not start: {tail(self.log_path)}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start(self) -> bool:
+        """Start on free ports; True once it answers, False if it exited (port taken)."""
+        self.stop()
+        argv = node_argv(str(NODE_DIR / "node_modules/@soketi/soketi/bin/server.js"), "start")
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOKETI_")}
+        env.update({
+            "SOKETI_HOST": "127.0.0.1",
+            "SOKETI_PORT": str(self.port),
+            "SOKETI_METRICS_HOST": "127.0.0.1",
+            "SOKETI_METRICS_SERVER_PORT": str(free_port()),
+            "SOKETI_CLUSTER_HOST": "127.0.0.1",
+            "SOKETI_CLUSTER_PORT": str(free_port()),
+            "SOKETI_CLUSTER_UNICAST_ADDRESSES": "127.0.0.1",
+            **{f"SOKETI_DEFAULT_APP_{k}": v for k, v in self.app.items()},
+        })
+        with log_file("server-soketi") as log:
+            self.proc = subprocess.Popen(
+                pinned(self.settings.server_cpu, argv),
+                cwd=NODE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self._ready():
+                if self.FALLBACK in self.log_path.read_text(errors="replace"):
+                    raise BenchError("soketi runs without uWebSockets.js's native binary")
+                return True
+            time.sleep(0.1)
+        raise BenchError(f"soketi did not answer in 30 s: {tail(self.log_path)}")
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                answer = sock.recv(1024)
+        except OSError:
+            return False
+        return answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"OK")
+
+    def rss_bytes(self) -> int:
+        self.check_alive()
+        return process_rss_bytes(self.pid)
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise BenchError(f"soketi exited: {tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 class JsonLinesProcess:
