@@ -8,6 +8,8 @@ BENCH_STAMP := $(VENV)/.bench-installed
 # uvicorn's WebSocket tests, fetched from PyPI for compliance/test_uvicorn.py.
 UVICORN_TESTS := $(VENV)/uvicorn-tests/RELEASE
 LOADGEN := bench/loadgen/loadgen
+# Socket.IO and soketi, the Node servers the hub is measured against (bench/node).
+NODE_STAMP := bench/node/node_modules/.installed
 
 .PHONY: test serve lint typecheck unit compliance clean bench instructions fuzz soak
 
@@ -60,7 +62,7 @@ fuzz: $(STAMP)
 
 # `make bench` runs the benchmarks (about 10-15 minutes); `make bench QUICK=1` is a
 # smoke run; BENCH_ARGS passes options, e.g. BENCH_ARGS="--only echo-64 --reps 5".
-bench: $(BENCH_STAMP) $(LOADGEN)
+bench: $(BENCH_STAMP) $(LOADGEN) $(NODE_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # `make instructions`: the echo path's cost in instructions per message, counted
@@ -87,9 +89,16 @@ $(BENCH_STAMP): $(STAMP)
 
 $(LOADGEN): bench/loadgen/loadgen.c
 	@command -v taskset >/dev/null || { apt-get update && apt-get install -y util-linux; }
-	@{ command -v gcc && test -f /usr/include/zlib.h; } >/dev/null || \
-		{ apt-get update && apt-get install -y gcc zlib1g-dev; }
-	gcc -O2 -Wall -Wextra -o $(LOADGEN) bench/loadgen/loadgen.c -lz
+	@{ command -v gcc && test -f /usr/include/zlib.h && test -f /usr/include/openssl/hmac.h; } \
+		>/dev/null || { apt-get update && apt-get install -y gcc zlib1g-dev libssl-dev; }
+	gcc -O2 -Wall -Wextra -o $(LOADGEN) bench/loadgen/loadgen.c -lz -lcrypto
+
+# npm installs the pinned versions of the lock file into bench/node/node_modules.
+$(NODE_STAMP): bench/node/package.json bench/node/package-lock.json
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y nodejs npm; }
+	cd bench/node && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 clean:
-	rm -rf $(VENV) compliance/reports .mypy_cache .ruff_cache .pytest_cache $(LOADGEN) bench/.logs
+	rm -rf $(VENV) compliance/reports .mypy_cache .ruff_cache .pytest_cache $(LOADGEN) bench/.logs \
+		bench/node/node_modules

@@ -4,7 +4,9 @@ Each server runs as its own process pinned to ``settings.server_cpu``; load
 generators and clients are pinned to ``settings.client_cpu``. Their stderr goes
 to ``bench/.logs/`` so that a failure can be explained. The hub scenario runs
 the hub itself, ``tidewire serve`` (``HubProcess``), the same way, and for its
-Redis contender a ``redis-server`` of its own (``RedisProcess``).
+Redis contender a ``redis-server`` of its own (``RedisProcess``); its Node rivals
+are Socket.IO (``SocketioProcess``) and soketi (``SoketiProcess``), installed by
+``make bench`` into ``bench/node``.
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bench.settings import Settings
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = REPO / "bench" / ".logs"
+NODE_DIR = REPO / "bench" / "node"  # package.json, its lock file, node_modules
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Event = dict[str, Any]
@@ -251,6 +257,51 @@ class HubProcess(ServerProcess):
         return True
 
 
+def node_argv(*args: str) -> list[str]:
+    """``node ARGS...``, once ``make bench`` has installed bench/node's packages."""
+    node = shutil.which("node")
+    if node is None:
+        raise BenchError("node is missing (Debian package nodejs; `make bench` installs it)")
+    if not (NODE_DIR / "node_modules" / ".installed").exists():
+        raise BenchError("bench/node/node_modules is missing: `make bench` installs it with npm")
+    return [node, *args]
+
+
+def node_package_version(name: str) -> str:
+    """The version of an npm package installed in bench/node, or "not installed"."""
+    try:
+        text = (NODE_DIR / "node_modules" / name / "package.json").read_text()
+        return str(json.loads(text)["version"])
+    except (OSError, ValueError, KeyError):
+        return "not installed"
+
+
+def program_version(program: str, pattern: str) -> str:
+    """The version ``program --version`` prints (``pattern``'s group 1), or "not
+    installed"."""
+    path = shutil.which(program)
+    if path is None:
+        return "not installed"
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    match = re.search(pattern, out.stdout)
+    return match.group(1) if match else "unknown"
+
+
+def node_version() -> str:
+    return program_version("node", r"v(\S+)")
+
+
+class SocketioProcess(ServerProcess):
+    """``node bench/node/socketio_server.js``: Socket.IO in one Node process, pinned
+    like every server; it prints the same ``LISTENING`` line as the Python ones."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._spawn("socketio", node_argv(str(NODE_DIR / "socketio_server.js")), settings)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
@@ -259,53 +310,34 @@ def free_port() -> int:
 
 
 def redis_server_version() -> str:
-    """``redis-server --version``'s version, or "not installed"."""
-    path = shutil.which("redis-server")
-    if path is None:
-        return "not installed"
-    try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    match = re.search(r"v=(\S+)", out.stdout)
-    return match.group(1) if match else "unknown"
+    return program_version("redis-server", r"v=(\S+)")
 
 
-class RedisProcess:
-    """A ``redis-server`` of one sample, pinned, until the ``with`` block ends.
+class FreePortProcess:
+    """A server of one sample on a free port of 127.0.0.1, until the ``with`` block
+    ends; a subclass's ``_start()`` starts it and says whether it answers.
 
-    It listens on 127.0.0.1 on a free port and keeps nothing on disk (``--save ""
-    --appendonly no``, its directory a temporary one, removed at the end); its log
-    goes to ``bench/.logs/redis-server.log``. It is ready once it answers PING.
+    A free port can be taken between the look and the bind: ``_start()`` returns
+    False when the process exited, and it is tried again on another port.
     """
 
-    ATTEMPTS = 3  # a free port can be taken between the look and the bind
-
-    def __init__(self, cpu: int) -> None:
-        self.name = "redis-server"
-        self.log_path = LOG_DIR / "redis-server.log"
-        self.cpu = cpu
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.dir: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    ATTEMPTS = 3
+    name: str
+    log_path: Path
+    port = 0
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
-    def __enter__(self) -> RedisProcess:
-        if shutil.which("redis-server") is None:
-            raise BenchError("redis-server is missing (Debian package redis-server)")
+    def __enter__(self) -> Self:
         try:
             for _ in range(self.ATTEMPTS):
                 if self._start():
                     return self
-            raise BenchError(f"redis-server did not start: {tail(self.log_path)}")
+            raise BenchError(f"{self.name} did not start: {tail(self.log_path)}")
         except BaseException:
             self.stop()
             raise
@@ -316,6 +348,71 @@ class RedisProcess:
         self.stop()
 
     def _start(self) -> bool:
+        raise NotImplementedError
+
+    def _launch(
+        self,
+        argv: list[str],
+        cpu: int,
+        cwd: str | Path,
+        ready: Callable[[], bool],
+        seconds: float,
+        what: str,
+        env: dict[str, str] | None = None,
+    ) -> bool:
+        """Start ``argv`` pinned to ``cpu``, its output in its log; True once
+        ``ready()``, False if it exited first."""
+        with log_file(self.log_path.stem) as log:
+            self.proc = subprocess.Popen(
+                pinned(cpu, argv),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if ready():
+                return True
+            time.sleep(0.05)
+        raise BenchError(f"{self.name} did not {what} in {seconds:g} s: {tail(self.log_path)}")
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise BenchError(f"{self.name} exited: {tail(self.log_path)}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+
+
+class RedisProcess(FreePortProcess):
+    """A ``redis-server`` of one sample, pinned, until the ``with`` block ends.
+
+    It listens on 127.0.0.1 on a free port and keeps nothing on disk (``--save ""
+    --appendonly no``, its directory a temporary one, removed at the end); its log
+    goes to ``bench/.logs/redis-server.log``. It is ready once it answers PING.
+    """
+
+    def __init__(self, cpu: int) -> None:
+        self.name = "redis-server"
+        self.log_path = LOG_DIR / "redis-server.log"
+        self.cpu = cpu
+        self.dir: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> Self:
+        if shutil.which("redis-server") is None:
+            raise BenchError("redis-server is missing (Debian package redis-server)")
+        return super().__enter__()
+
+    def _start(self) -> bool:
         """Start on a free port; True once it answers, False if it exited (port taken)."""
         self.stop()
         self.dir = tempfile.mkdtemp(prefix="bench-redis-")
@@ -323,22 +420,7 @@ class RedisProcess:
         argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
         argv += ["--save", "", "--appendonly", "no", "--dir", self.dir, "--logfile", ""]
         argv += ["--daemonize", "no", "--databases", "1"]
-        with log_file(self.name) as log:
-            self.proc = subprocess.Popen(
-                pinned(self.cpu, argv),
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            if self._answers_ping():
-                return True
-            time.sleep(0.05)
-        raise BenchError(f"redis-server did not answer PING in 10 s: {tail(self.log_path)}")
+        return self._launch(argv, self.cpu, self.dir, self._answers_ping, 10, "answer PING")
 
     def _answers_ping(self) -> bool:
         try:
@@ -348,16 +430,74 @@ class RedisProcess:
         except OSError:
             return False
 
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise BenchError(f"redis-server exited: {tail(self.log_path)}")
-
     def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
+        super().stop()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+
+class SoketiProcess(FreePortProcess):
+    """soketi, ``soketi start`` as its users run it (its command line, configured
+    by ``SOKETI_*`` variables), pinned like every server, until the ``with`` block
+    ends. It has one app, ``app_id`` with ``app_key`` and ``app_secret``.
+
+    It listens on 127.0.0.1 on a free port; its cluster discovery, which it
+    always runs, says hello to 127.0.0.1 only (by default it broadcasts to
+    255.255.255.255), on a free port too. It is ready once ``GET /ready``
+    answers. Its log is ``bench/.logs/server-soketi.log``.
+    """
+
+    # What uWebSockets.js says when it can't load its native binary: soketi would
+    # then run on a JavaScript stand-in, which is not soketi as its users run it.
+    FALLBACK = "Falling back to a NodeJS implementation"
+
+    def __init__(self, settings: Settings, app_id: str, app_key: str, app_secret: str) -> None:
+        self.name = "soketi"
+        self.log_path = LOG_DIR / "server-soketi.log"
+        self.settings = settings
+        self.app = {"ID": app_id, "KEY": app_key, "SECRET": app_secret}
+        self.info = {
+            "library": f"soketi {node_package_version('@soketi/soketi')} (uWebSockets.js"
+            f" {node_package_version('uWebSockets.js')})",
+            "node": node_version(),
+        }
+
+    def _start(self) -> bool:
+        """Start on free ports; True once it answers, False if it exited (port taken)."""
+        self.stop()
+        argv = node_argv(str(NODE_DIR / "node_modules/@soketi/soketi/bin/server.js"), "start")
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOKETI_")}
+        env.update({
+            "SOKETI_HOST": "127.0.0.1",
+            "SOKETI_PORT": str(self.port),
+            "SOKETI_METRICS_HOST": "127.0.0.1",
+            "SOKETI_METRICS_SERVER_PORT": str(free_port()),
+            "SOKETI_CLUSTER_HOST": "127.0.0.1",
+            "SOKETI_CLUSTER_PORT": str(free_port()),
+            "SOKETI_CLUSTER_UNICAST_ADDRESSES": "127.0.0.1",
+            **{f"SOKETI_DEFAULT_APP_{k}": v for k, v in self.app.items()},
+        })
+        if not self._launch(argv, self.settings.server_cpu, NODE_DIR, self._ready, 30,
+                            "answer GET /ready", env):
+            return False
+        if self.FALLBACK in self.log_path.read_text(errors="replace"):
+            raise BenchError("soketi runs without uWebSockets.js's native binary")
+        return True
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                answer = sock.recv(1024)
+        except OSError:
+            return False
+        return answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"OK")
+
+    def rss_bytes(self) -> int:
+        self.check_alive()
+        return process_rss_bytes(self.pid)
 
 
 class JsonLinesProcess:

@@ -12,14 +12,16 @@ from importlib import metadata
 from typing import Any
 
 from bench import stats
-from bench.procs import redis_server_version
+from bench.procs import node_package_version, node_version, redis_server_version
 from bench.scenarios import (
     CLIENT_SERVER,
     HUB_CHANNEL,
     HUB_OTHERS,
+    HUB_WARM_SUBSCRIBERS,
     LABELS,
     NO_SPEEDUPS_RIVAL,
     OURS,
+    SOKETI_CHANNEL,
     Sample,
     Scenario,
 )
@@ -36,6 +38,10 @@ LIBRARIES = (
     "matplotlib",
     "redis",
 )
+
+
+# The Node packages of the hub's rivals (bench/node); uWebSockets.js is soketi's.
+NODE_PACKAGES = ("socket.io", "@soketi/soketi", "uWebSockets.js")
 
 
 def _cpu_model() -> str:
@@ -75,6 +81,8 @@ def machine_info() -> dict[str, Any]:
         "versions": {
             **{name: _version(name) for name in LIBRARIES},
             "redis-server": redis_server_version(),
+            "node": node_version(),
+            **{name: node_package_version(name) for name in NODE_PACKAGES},
         },
         "load_start": os.getloadavg(),
     }
@@ -360,7 +368,33 @@ def settings_section(settings: Settings, infos: dict[str, dict[str, Any]]) -> st
         " hub's keepalive pings stay on (20 s) and are answered. Reference: the tidewire"
         " server in `--mode pubsub`, the same protocol subset with `tidewire.broadcast()` and"
         " no hub. While throughput is measured the load generator lets reads pile up for"
-        " 200 µs when few sockets are ready, as in fan-out; never while latency is measured.",
+        " 200 µs when few sockets are ready, as in fan-out; never while latency is measured."
+        f" Memory per idle subscriber: after a warm-up run of {HUB_WARM_SUBSCRIBERS}"
+        " subscribers (every code path loaded) the server's RSS is read, then again 1 s"
+        f" after all {s.hub_subscribers:,} subscribers are connected and subscribed, before"
+        " the backend connects; the growth divided by their number (for the Redis row, node"
+        " B's).",
+        "- Hub's rivals, each one Node process pinned to the server's core like every"
+        " server (Node's own threads included), with the same load in its own protocol,"
+        " spoken by the same load generator, which counts deliveries, losses, reordering and"
+        ' latency the same way (the data is `{"seq": N, "t": ..., "pad": "..."}`, N the'
+        " publisher's count, checked as the hub's offsets are). Socket.IO"
+        " (`bench/node/socketio_server.js`, the `socket.io` package with its defaults, the"
+        " `ws` engine): subscribers speak Engine.IO v4 straight over WebSocket and emit"
+        ' "subscribe", which joins them to the room and is acked; the backend is one more'
+        ' Socket.IO client whose "publish" emit makes the server call'
+        ' `io.to(room).emit("pub", data)`, then ack: the cheapest path from a backend to a'
+        f" room. soketi (`soketi start`, configured by `SOKETI_*` variables: one app, its"
+        " cluster discovery kept on 127.0.0.1): subscribers speak Pusher's protocol on the"
+        f" public channel `{SOKETI_CHANNEL}`; the backend publishes through the Pusher HTTP"
+        " API, `POST /apps/<id>/events` signed with HMAC-SHA256. soketi closes the connection"
+        " after each answer, so each publication has its own connection, one at a time (so"
+        " that their order is soketi's); as on Redis, an answer comes before the"
+        " deliveries, and up to"
+        f" {s.hub_window} publications stay in flight until every subscriber has them."
+        " soketi is installed with uWebSockets.js 20.30 from npm"
+        " (`@trufflesuite/uws-js-unofficial`, the same library with binaries for Node 20):"
+        " the version soketi names, v20.10.0, comes from GitHub and has none.",
         f"- Hub on Redis (hub, Redis, 2 nodes): each sample starts a fresh `redis-server`"
         f' ({redis_server_version()}; `--save "" --appendonly no`, a temporary directory, a'
         " free port on 127.0.0.1) and two hub nodes, `tidewire serve --no-demo --broker"
@@ -419,7 +453,7 @@ def markdown(
         "# tidewire benchmarks\n\n"
         "Made by `make bench` (bench/README.md says how). Servers: tidewire, picows,"
         " websockets, aiohttp, and a raw TCP echo on the same event loop as their upper"
-        " limit.\n\n"
+        " limit; the hub against Socket.IO and soketi.\n\n"
         f"{preface}"
         "## Results\n\n"
         f"{tables}\n"

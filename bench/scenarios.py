@@ -25,6 +25,8 @@ from bench.procs import (
     ProcessMeter,
     RedisProcess,
     ServerProcess,
+    SocketioProcess,
+    SoketiProcess,
 )
 from bench.settings import Settings
 
@@ -46,8 +48,18 @@ REFERENCES = (LIMIT, "loadgen")  # rows that are not libraries: never "best"
 CLIENT_SERVER = "picows"  # the fixed server of the client scenario
 FANOUT_SIZE = 1024
 # The hub on its memory broker; two hub nodes on one redis-server, subscribers on one
-# and the backend on the other; a bare broadcast() server as the reference.
-HUBS = ("hub", "hub-redis", "broadcast")
+# and the backend on the other; the Node push servers users pick instead (Socket.IO,
+# soketi); a bare broadcast() server as the reference.
+HUBS = ("hub", "hub-redis", "socketio", "soketi", "broadcast")
+# How the load generator speaks to each of them where it isn't the hub's protocol
+# (``None`` values are filled in per sample: the app's key and secret).
+SOKETI_APP = "bench"  # soketi's app id
+SOKETI_CHANNEL = "ticker-bench"  # Pusher channel names have no ":"
+HUB_PROTOCOLS: dict[str, dict[str, load.Option]] = {
+    "socketio": {"proto": "socketio", "path": "/socket.io/?EIO=4&transport=websocket"},
+    "soketi": {"proto": "pusher", "channel": SOKETI_CHANNEL, "app_id": SOKETI_APP},
+}
+HUB_WARM_SUBSCRIBERS = 16  # the warm-up run before the memory is read
 # The processes of a contender besides the server its subscribers connect to, by role:
 # the keys of their numbers in Sample.values ("node_a_cpu", ...), and their labels.
 HUB_OTHERS = {"node_a": "node A", "redis": "redis-server"}
@@ -76,6 +88,8 @@ LABELS = {
     "http-close-busy": "a connection per publication, the hub kept busy",
     "http-keep-1": "one kept connection, one at a time",
     "http-close-1": "a connection per publication, one at a time",
+    "socketio": "Socket.IO",
+    "soketi": "soketi",
 }
 
 
@@ -92,6 +106,7 @@ class Sample:
 
 
 Measure = Callable[[str, Settings], Sample]
+HubServer = ServerProcess | SoketiProcess  # what a hub contender's subscribers connect to
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ class Meters:
 
     def __init__(
         self,
-        server: ServerProcess,
+        server: HubServer,
         driver: JsonLinesProcess,
         phase: str | None = None,
         others: dict[str, int] | None = None,
@@ -307,7 +322,7 @@ def fanout(name: str, settings: Settings, compression: bool) -> Sample:
 
 def start_hub(
     name: str, settings: Settings, api_key: str, stack: ExitStack
-) -> tuple[ServerProcess, dict[str, ServerProcess | RedisProcess]]:
+) -> tuple[HubServer, dict[str, ServerProcess | RedisProcess]]:
     """Start a hub contender's processes, stopped when ``stack`` closes: the server
     the subscribers connect to, and the others by role (``HUB_OTHERS``).
 
@@ -315,7 +330,12 @@ def start_hub(
     subscribers'), both ``--broker redis://...``. Node B does the fan-out, as the
     lone hub does: it gets the server's core to itself. Node A and redis-server do
     per-publication work only, and share the load generator's core (2 cores).
+    soketi's app has ``api_key`` for its key and its secret.
     """
+    if name == "socketio":
+        return stack.enter_context(SocketioProcess(settings)), {}
+    if name == "soketi":
+        return stack.enter_context(SoketiProcess(settings, SOKETI_APP, api_key, api_key)), {}
     if name == "broadcast":
         return stack.enter_context(ServerProcess("tidewire", "pubsub", False, settings)), {}
     if name == "hub":
@@ -344,26 +364,50 @@ def hub(name: str, settings: Settings) -> Sample:
     key = "bench-" + secrets.token_hex(8)
     with ExitStack() as stack:
         server, others = start_hub(name, settings, key, stack)
+        options: dict[str, load.Option] = {
+            "path": "/ws",
+            "size": settings.hub_size,
+            "channel": HUB_CHANNEL,
+            "api_key": key,
+            "window": settings.hub_window,
+            "rate": settings.hub_rate,
+            "backend_port": others["node_a"].port if "node_a" in others else False,
+            **HUB_PROTOCOLS.get(name, {}),
+        }
+        if name == "soketi":
+            options["path"] = f"/app/{key}?protocol=7&client=loadgen&version=1.0"
+            options["app_secret"] = key
+        # A short run first, so that every code path is loaded before the memory
+        # is read; then the subscribers connect, and are held idle for a moment.
+        warm = load.loadgen(
+            "hub", server.port, settings, conns=HUB_WARM_SUBSCRIBERS, warmup=0.2, duration=0.3,
+            **options,
+        )
+        check(warm.run(60), HUB_WARM_SUBSCRIBERS)
+        time.sleep(0.5)
+        before = server.rss_bytes()
+        memory: list[float] = []
         gen = load.loadgen(
             "hub",
             server.port,
             settings,
-            path="/ws",
+            hold_stdin=True,
             conns=conns,
-            size=settings.hub_size,
-            channel=HUB_CHANNEL,
-            api_key=key,
-            window=settings.hub_window,
-            rate=settings.hub_rate,
             warmup=settings.warmup,
             duration=settings.duration,
-            backend_port=others["node_a"].port if "node_a" in others else False,
+            hold_subscribed=True,
+            **options,
         )
         pids = {role: proc.pid for role, proc in others.items()}
         busy = Meters(server, gen, "throughput", pids)
         paced = Meters(server, gen, "latency", pids)
 
         def on_event(event: Event) -> None:
+            if event["event"] == "subscribed":
+                time.sleep(1.0)  # let the server finish what it is still writing
+                grown = server.rss_bytes() - before
+                memory.append(grown / max(event["subscribed"], 1) / 1024)
+                gen.release()
             busy.on_event(event)
             paced.on_event(event)
 
@@ -398,12 +442,18 @@ def hub(name: str, settings: Settings) -> Sample:
         "p99": result["p99_us"] / 1e3,
         "lost": float(result["lost"] + result["disorder"] + missing),
     }
+    if memory:
+        values["memory"] = memory[0]
     for prefix, meters in (("", busy), ("lat_", paced)):
         sides = {"server": meters.server, "load": meters.load, **meters.others}
         for side, meter in sides.items():
             if meter.cpu is not None and meter.wait is not None:
                 values[f"{prefix}{side}_cpu"] = meter.cpu
                 values[f"{prefix}{side}_wait"] = meter.wait
+    # What a core of the server delivers when it has it: steadier than the rate when
+    # other work on the machine takes the core away (see the "waited" rows).
+    if values.get("server_cpu"):
+        values["per_cpu"] = values["deliveries"] / values["server_cpu"]
     # Not the pubsub server's "fanout" line: results.md reads that key for fan-out.
     info = dict(server.info) if name != "broadcast" else {"library": server.info.get("library")}
     sample = busy.sample(values["publications"], "; ".join(trouble), info)
@@ -521,9 +571,15 @@ def all_scenarios(s: Settings) -> list[Scenario]:
             f" first as fast as the hub delivers ({s.hub_window} publications in flight, each"
             " until answered and received by every subscriber), then at"
             f" {s.hub_rate:g} publications/s for the publish-to-delivery"
-            " latency of every delivery. The Redis row runs two hub nodes on one"
+            " latency of every delivery. Memory: the server's RSS growth over the"
+            " subscribers, connected and subscribed but idle, divided by their number."
+            " The Redis row runs two hub nodes on one"
             " redis-server: the subscribers are on node B, the backend publishes on node A,"
-            " so every publication crosses Redis. The reference row is a server that speaks"
+            " so every publication crosses Redis. Socket.IO and soketi, each one Node process"
+            " on the same core, get the same load in their own protocols: a room joined by"
+            " every subscriber and `io.to(room).emit()` on the backend's emit (Socket.IO);"
+            " a public channel and the Pusher HTTP API, one signed request at a time"
+            " (soketi). The reference row is a server that speaks"
             " just enough of the protocol and pushes with `tidewire.broadcast()`, without the"
             " hub.",
             HUBS,
@@ -534,6 +590,8 @@ def all_scenarios(s: Settings) -> list[Scenario]:
                 Metric("p50", f"latency p50 at {s.hub_rate:g}/s (ms, lower is better)"),
                 Metric("p99", f"latency p99 at {s.hub_rate:g}/s (ms, lower is better)"),
                 Metric("lost", "deliveries lost or out of order", count=True),
+                Metric("memory", "memory per idle subscriber (KiB, lower is better)"),
+                Metric("per_cpu", "deliveries per CPU-second of the server (Redis: node B)"),
             ),
         )
     )

@@ -1,8 +1,9 @@
 """The speed targets tidewire set itself, checked against one run's medians.
 
 Each target is a ratio of medians of the same run: tidewire's row over a rival's
-row in one scenario. results.md shows them first, met or not, so that a reader
-doesn't have to work the ratios out of the tables.
+row in one scenario (for the hub, of one of its metrics). results.md shows them
+first, met or not, so that a reader doesn't have to work the ratios out of the
+tables.
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ class Target:
     bound: float  # the ratio to reach
     what: str
     lower_is_better: bool = False  # the ratio must stay at or under the bound
-    ours: str | None = None  # the one row held to it; None: the rows of HELD
+    ours: str = ""  # the one row held to it; "": the rows of HELD
+    metric: str = ""  # a key of Summary.values, for scenarios with several metrics
+    strict: bool = False  # lower_is_better: strictly under the bound
 
     @property
     def needed(self) -> str:
-        return f"{'≤' if self.lower_is_better else '≥'} {fmt_ratio(self.bound)}"
+        sign = ("<" if self.strict else "≤") if self.lower_is_better else "≥"
+        return f"{sign} {fmt_ratio(self.bound)}"
 
     def met(self, ratio: float) -> bool:
-        return ratio <= self.bound if self.lower_is_better else ratio >= self.bound
+        if self.lower_is_better:
+            return ratio < self.bound if self.strict else ratio <= self.bound
+        return ratio >= self.bound
 
 
 TARGETS = (
@@ -58,13 +64,33 @@ TARGETS = (
     ),
 )
 
+# The hub against the Node push servers users pick instead, and on Redis against
+# itself on the memory broker (issue 22).
+HUB_TARGETS = (
+    Target("hub", "socketio", 3.0, "deliveries/s against Socket.IO", ours="hub",
+           metric="deliveries"),
+    Target("hub", "soketi", 3.0, "deliveries/s against soketi", ours="hub",
+           metric="deliveries"),
+    Target("hub", "socketio", 1.0, "latency p99 against Socket.IO", lower_is_better=True,
+           ours="hub", metric="p99", strict=True),
+    Target("hub", "soketi", 1.0, "latency p99 against soketi", lower_is_better=True,
+           ours="hub", metric="p99", strict=True),
+    Target("hub", "hub", 0.9, "publications/s against the memory hub",
+           ours="hub-redis", metric="publications"),
+)
 
-def _ratio(ours: Summary | None, rival: Summary | None) -> float | None:
-    return stats.ratio(ours.median if ours else None, rival.median if rival else None)
+
+def _ratio(ours: Summary | None, rival: Summary | None, metric: str = "") -> float | None:
+    def value(s: Summary | None) -> float | None:
+        if s is None:
+            return None
+        return s.values.get(metric, (None,))[0] if metric else s.median
+
+    return stats.ratio(value(ours), value(rival))
 
 
 def _cell(target: Target, ours: Summary | None, rival: Summary | None) -> str:
-    r = _ratio(ours, rival)
+    r = _ratio(ours, rival, target.metric)
     if r is None:
         return "—"
     met = target.met(r)
@@ -79,7 +105,7 @@ def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]])
     ran = {sc.key for sc in scenarios}
     held, own = [], []
     for t in TARGETS:
-        if t.scenario in ran and t.ours is not None:
+        if t.scenario in ran and t.ours:
             rows = summaries[t.scenario]
             cell = _cell(t, rows.get(t.ours), rows.get(t.rival))
             own.append(f"| {t.what} | {t.needed} | {cell} |")
@@ -95,6 +121,12 @@ def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]])
             ahead = Target(sc.key, NO_SPEEDUPS_RIVAL, 1.0, "", not sc.higher_is_better)
             cell = _cell(ahead, rows["tidewire-py"], rows[NO_SPEEDUPS_RIVAL])
             twins.append(f"| {sc.title} | {cell} |")
+    hub = []
+    for t in HUB_TARGETS:
+        if t.scenario in ran:
+            rows = summaries[t.scenario]
+            cell = _cell(t, rows.get(t.ours), rows.get(t.rival))
+            hub.append(f"| {LABELS[t.ours]}: {t.what} | {t.needed} | {cell} |")
     lines = ["## Targets", ""]
     if held:
         lines += [
@@ -116,6 +148,15 @@ def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]])
             *own,
             "",
         ]
+    if hub:
+        lines += [
+            "The hub, 1,000 subscribers on one core (ratios of the medians of its table):",
+            "",
+            "| target | needed | ratio |",
+            "|---|---|---:|",
+            *hub,
+            "",
+        ]
     if twins:
         lines += [
             f"With speedups off, ahead of {NO_SPEEDUPS_RIVAL} in every scenario:",
@@ -125,4 +166,4 @@ def section(scenarios: list[Scenario], summaries: dict[str, dict[str, Summary]])
             *twins,
             "",
         ]
-    return "\n".join(lines) if held or own or twins else ""
+    return "\n".join(lines) if held or own or twins or hub else ""

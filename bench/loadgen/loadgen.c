@@ -36,7 +36,31 @@
  *            publish-to-delivery times from "t" (p50, p99). Pings get pongs.
  *            --backend-port sends the backend to another server than the
  *            subscribers (another hub node on the same broker); by default
- *            it connects to --port like them.
+ *            it connects to --port like them. --hold-subscribed prints a
+ *            "subscribed" line once every subscriber is, and waits for stdin
+ *            to close (as idle does) before the backend connects: the
+ *            harness reads the server's memory then.
+ *            --proto speaks another push server's protocol instead, with the
+ *            same phases and the same counting; the data is then
+ *            {"seq": N, "t": ..., "pad": "..."} and N, the publisher's own
+ *            count, is checked as the hub's offsets are:
+ *              socketio  Socket.IO (Engine.IO v4 straight over WebSocket,
+ *                        --path "/socket.io/?EIO=4&transport=websocket"): the
+ *                        open packet 0{...}, then 40 (connect), then
+ *                        420["subscribe","<channel>"], acked 430[...]; pushes
+ *                        are 42["pub",{data}]; pings 2 get pongs 3. The
+ *                        backend is one more Socket.IO client that emits
+ *                        42<id>["publish","<channel>",{data}], acked 43<id>.
+ *              pusher    Pusher's protocol (soketi, --path /app/<key>?...):
+ *                        pusher:connection_established, then pusher:subscribe,
+ *                        answered by pusher_internal:subscription_succeeded;
+ *                        pushes are channel events whose data is a JSON
+ *                        string. The backend publishes through the Pusher
+ *                        HTTP API, POST /apps/<--app-id>/events signed with
+ *                        HMAC-SHA256 of --app-secret (auth_key is --api-key),
+ *                        one request per connection, one at a time (soketi
+ *                        closes the connection after each answer, so that
+ *                        their order is the order soketi takes them in).
  *   http     HTTP/1.1 POSTs of --size bytes of JSON data to --path, as a
  *            backend publishes through an HTTP API ({"channel": --channel,
  *            "data": {"pad": "..."}}, with "Authorization: Bearer --api-key"
@@ -71,6 +95,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #define MAX_EVENTS 1024
 #define READ_CHUNK (256 * 1024)
@@ -89,7 +115,8 @@ static const unsigned char DEFLATE_TAIL[4] = {0x00, 0x00, 0xff, 0xff};
 
 enum mode { ECHO, CONNECT, IDLE, FANOUT, HUB, HTTP };
 /* hub: a subscriber's requests, and the run's phases */
-enum hub_state { H_CONNECTING, H_CONNECTED, H_SUBSCRIBED };
+enum hub_state { H_CONNECTING, H_CONNECTED, H_SUBSCRIBED, H_WELCOME };
+enum proto { PR_HUB, PR_SOCKETIO, PR_PUSHER };
 enum hub_phase { P_SUBSCRIBE, P_BACKEND, P_THROUGHPUT, P_DRAIN1, P_LATENCY, P_DRAIN2, P_DONE };
 enum state { FREE, CONNECTING, HANDSHAKE, OPEN, CLOSING, CLOSED };
 
@@ -116,6 +143,10 @@ struct opts {
     int window;
     double rate;
     int keepalive; /* http */
+    enum proto proto;
+    const char *app_id; /* pusher */
+    const char *app_secret;
+    int hold_subscribed;
 };
 
 struct conn {
@@ -152,6 +183,9 @@ struct conn {
     int requests;         /* http: requests sent and not answered yet */
     int status;           /* http: the status of the response being read */
     int last;             /* http: that response closes the connection */
+    uint64_t req_seq;     /* pusher backend: the publication of this request */
+    int http_status;      /* pusher backend: the answer's status, once its head is in */
+    uint64_t http_left;   /* pusher backend: body bytes still to come */
 };
 
 struct stats {
@@ -164,6 +198,7 @@ static struct opts O = {
     .text = 1, .warmup = 1.0, .duration = 3.0, .timeout = 0, .hold = 60.0,
     .count = 100, .rounds = 1, .inflight = 64,
     .channel = "ticker:bench", .api_key = "", .window = 16, .rate = 100.0,
+    .proto = PR_HUB, .app_id = "", .app_secret = "",
 };
 static struct stats S;
 static struct conn *C;
@@ -194,6 +229,8 @@ static uint64_t pub_id = 1;  /* the last request id of the backend (1: connect) 
 static int outstanding;      /* publish requests not answered yet */
 static uint64_t pub_sent;    /* publish requests sent */
 static uint64_t pub_top;     /* the highest offset the hub gave a publication */
+static uint64_t pub_seq;     /* socketio, pusher: the last publication's number */
+static int pub_broken;       /* pusher: a publish request failed, the run ends */
 static uint64_t recv_ns;     /* when the last recv() returned */
 static uint64_t lat_t0, lat_t1 = 0; /* the latency window, in publish times (ns) */
 static uint64_t lat_sent, lat_overflow, late;
@@ -501,6 +538,8 @@ static void on_open(struct conn *c) {
     if (c->z) S.deflate++;
     if (O.mode == ECHO || O.mode == CONNECT) {
         if (send_message(c) < 0) conn_close(c);
+    } else if (O.mode == HUB && O.proto != PR_HUB) {
+        c->hub_st = H_WELCOME; /* the server speaks first */
     } else if (O.mode == HUB) {
         char text[512];
         int bad;
@@ -520,6 +559,7 @@ static void on_open(struct conn *c) {
 }
 
 static void fail(struct conn *c, const char *what, int err) {
+    if (c == PUB) pub_broken = 1;
     if (c->st == CONNECTING || c->st == HANDSHAKE) S.failed++;
     else if (O.mode == IDLE || O.mode == FANOUT || O.mode == HUB) S.dropped++;
     note_error(what, err);
@@ -638,12 +678,134 @@ static void lat_add(uint64_t ns) {
     lat[lat_n++] = ns;
 }
 
+/* A publication reached a subscriber: `off` is its place in the channel (the
+ * hub's offset, or the publisher's count), `t` the publisher's clock. The same
+ * for every protocol. */
+static void on_delivery(struct conn *c, uint64_t off, uint64_t t) {
+    S.deliveries++;
+    c->got++;
+    if (off > c->last_offset + 1) S.lost += off - c->last_offset - 1;
+    else if (off <= c->last_offset) S.disorder++;
+    if (off > c->last_offset) c->last_offset = off;
+    if (t >= lat_t0 && t < lat_t1 && recv_ns >= t) lat_add(recv_ns - t);
+}
+
+/* The number after `seq_key`, then the one after `t_key`, in a push. */
+static int push_fields(const unsigned char *m, const unsigned char *end, const char *seq_key,
+                       const char *t_key, uint64_t *seq, uint64_t *t) {
+    const unsigned char *after;
+    return field_u64(m, end, seq_key, seq, &after) < 0 || field_u64(after, end, t_key, t, NULL) < 0
+               ? -1
+               : 0;
+}
+
+static int starts(const unsigned char *m, size_t len, const char *prefix) {
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(m, prefix, n) == 0;
+}
+
+static void send_now(struct conn *c, const char *text) {
+    if (append_text(c, text) < 0 || flush(c) < 0) conn_close(c);
+}
+
+/* Socket.IO, subscribers and backend: the open packet, the connect, then the
+ * subscribe ack and pushes (subscribers) or publish acks (the backend). */
+static void on_socketio_message(struct conn *c) {
+    const unsigned char *m = c->in, *end = c->in + c->in_len;
+    size_t len = c->in_len;
+    uint64_t seq, t;
+    char text[512];
+    if (len == 1 && m[0] == '2') { /* Engine.IO ping */
+        send_now(c, "3");
+        return;
+    }
+    switch (c->hub_st) {
+    case H_SUBSCRIBED:
+        if (starts(m, len, "42[\"pub\",") && push_fields(m, end, "\"seq\":", "\"t\":", &seq, &t) == 0)
+            on_delivery(c, seq, t);
+        else
+            S.bad++;
+        return;
+    case H_WELCOME:
+        if (!starts(m, len, "0{")) break;
+        c->hub_st = H_CONNECTING;
+        send_now(c, "40");
+        return;
+    case H_CONNECTING:
+        if (!starts(m, len, "40")) break;
+        c->hub_st = H_CONNECTED;
+        if (c == PUB) {
+            pub_ready = 1;
+            return;
+        }
+        snprintf(text, sizeof text, "420[\"subscribe\",\"%s\"]", O.channel);
+        send_now(c, text);
+        return;
+    case H_CONNECTED:
+        if (c == PUB && starts(m, len, "43") && field_u64(m, end, "43", &seq, NULL) == 0) {
+            if (outstanding > 0) outstanding--;
+            S.published++;
+            if (seq > pub_top) pub_top = seq;
+            return;
+        }
+        if (c != PUB && starts(m, len, "430")) {
+            c->last_offset = 0;
+            c->hub_st = H_SUBSCRIBED;
+            return;
+        }
+        break;
+    }
+    fail_with_message(c, c == PUB ? "backend: unexpected message" : "unexpected message");
+}
+
+/* Pusher (soketi), subscribers: connection_established, the subscription, pushes. */
+static void on_pusher_message(struct conn *c) {
+    const unsigned char *m = c->in, *end = c->in + c->in_len;
+    size_t len = c->in_len;
+    uint64_t seq, t;
+    char text[512];
+    if (starts(m, len, "{\"event\":\"pusher:ping\"")) {
+        send_now(c, "{\"event\":\"pusher:pong\",\"data\":{}}");
+        return;
+    }
+    if (c->hub_st == H_SUBSCRIBED) {
+        /* the data is a JSON string: its quotes come escaped */
+        if (starts(m, len, "{\"event\":\"pub\"") &&
+            push_fields(m, end, "\\\"seq\\\":", "\\\"t\\\":", &seq, &t) == 0)
+            on_delivery(c, seq, t);
+        else
+            S.bad++;
+        return;
+    }
+    if (c->hub_st == H_WELCOME && find(m, end, "\"pusher:connection_established\"")) {
+        c->hub_st = H_CONNECTED;
+        snprintf(text, sizeof text,
+                 "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"%s\"}}", O.channel);
+        send_now(c, text);
+        return;
+    }
+    if (c->hub_st == H_CONNECTED && find(m, end, "\"pusher_internal:subscription_succeeded\"")) {
+        c->last_offset = 0;
+        c->hub_st = H_SUBSCRIBED;
+        return;
+    }
+    fail_with_message(c, "unexpected message");
+}
+
 /* A subscriber's replies (connect, subscribe), then its pushes. */
 static void on_subscriber_message(struct conn *c) {
     const unsigned char *m = c->in, *end = c->in + c->in_len, *data;
     uint64_t id, off, t;
     if (c->msg_op != 1 || c->in_len != c->msg_len) {
         S.bad++;
+        return;
+    }
+    if (O.proto == PR_SOCKETIO) {
+        on_socketio_message(c);
+        return;
+    }
+    if (O.proto == PR_PUSHER) {
+        on_pusher_message(c);
         return;
     }
     if (c->hub_st == H_SUBSCRIBED) {
@@ -653,12 +815,7 @@ static void on_subscriber_message(struct conn *c) {
             S.bad++;
             return;
         }
-        S.deliveries++;
-        c->got++;
-        if (off > c->last_offset + 1) S.lost += off - c->last_offset - 1;
-        else if (off <= c->last_offset) S.disorder++;
-        if (off > c->last_offset) c->last_offset = off;
-        if (t >= lat_t0 && t < lat_t1 && recv_ns >= t) lat_add(recv_ns - t);
+        on_delivery(c, off, t);
         return;
     }
     if (c->in_len < 6 || memcmp(m, "{\"id\":", 6) != 0 || field_u64(m, end, "{\"id\":", &id, NULL) < 0) {
@@ -683,6 +840,11 @@ static void on_subscriber_message(struct conn *c) {
 static void on_backend_message(struct conn *c) {
     const unsigned char *m = c->in, *end = c->in + c->in_len;
     uint64_t id, off;
+    if (O.proto == PR_SOCKETIO) {
+        if (c->msg_op != 1 || c->in_len != c->msg_len) S.bad++;
+        else on_socketio_message(c);
+        return;
+    }
     if (c->msg_op != 1 || c->in_len != c->msg_len || c->in_len < 6 ||
         memcmp(m, "{\"id\":", 6) != 0 || field_u64(m, end, "{\"id\":", &id, NULL) < 0) {
         S.bad++;
@@ -707,29 +869,131 @@ static void on_backend_message(struct conn *c) {
     if (off > pub_top) pub_top = off;
 }
 
-/* Sends `count` publish requests in one write, each stamped with the time. */
-static void publish(struct conn *c, int count) {
+static void hex(const unsigned char *d, unsigned n, char *out) {
+    for (unsigned i = 0; i < n; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static size_t pub_req_len; /* pusher: the request in PUB->buf */
+
+/* pusher: a signed POST /apps/<id>/events for publication `seq` into PUB's
+ * buffer, its connection opened; written once connected (on_writable). */
+static int pusher_publish(struct conn *c, uint64_t seq, const char *stamp, long pad) {
+    /* the event's data is a JSON string: the same object, its quotes escaped */
+    int blen = snprintf(pubtext, pubtext_cap,
+                        "{\"name\":\"pub\",\"channels\":[\"%s\"],\"data\":"
+                        "\"{\\\"seq\\\":%llu,\\\"t\\\":%s,\\\"pad\\\":\\\"%.*s\\\"}\"}",
+                        O.channel, (unsigned long long)seq, stamp, (int)pad,
+                        (const char *)corpus);
+    if (blen < 0 || (size_t)blen >= pubtext_cap) return -1;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char md5[2 * EVP_MAX_MD_SIZE + 1], sig[2 * EVP_MAX_MD_SIZE + 1], query[512], signed_text[768];
+    if (!EVP_Digest(pubtext, (size_t)blen, md, &mdlen, EVP_md5(), NULL)) return -1;
+    hex(md, mdlen, md5);
+    snprintf(query, sizeof query, "auth_key=%s&auth_timestamp=%lld&auth_version=1.0&body_md5=%s",
+             O.api_key, (long long)time(NULL), md5);
+    int slen = snprintf(signed_text, sizeof signed_text, "POST\n/apps/%s/events\n%s", O.app_id,
+                        query);
+    if (slen < 0 || (size_t)slen >= sizeof signed_text ||
+        !HMAC(EVP_sha256(), O.app_secret, (int)strlen(O.app_secret),
+              (const unsigned char *)signed_text, (size_t)slen, md, &mdlen))
+        return -1;
+    hex(md, mdlen, sig);
+    if (ensure_buf(c, (size_t)blen + 2048) < 0) return -1;
+    int n = snprintf((char *)c->buf, c->buf_cap,
+                     "POST /apps/%s/events?%s&auth_signature=%s HTTP/1.1\r\nHost: %s:%d\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                     O.app_id, query, sig, O.host, O.backend_port ? O.backend_port : O.port, blen,
+                     pubtext);
+    if (n < 0 || (size_t)n >= c->buf_cap) return -1;
+    pub_req_len = (size_t)n;
+    conn_open(c);
+    c->req_seq = seq;
+    return c->st == CONNECTING ? 0 : -1;
+}
+
+/* Sends up to `count` publish requests in one write, each stamped with the
+ * time; returns how many went. Pusher's go one at a time: none while one is
+ * unanswered. */
+static int publish(struct conn *c, int count) {
+    int sent = 0;
     for (int k = 0; k < count; k++) {
+        if (O.proto == PR_PUSHER && (outstanding > 0 || (c->st != CLOSED && c->st != FREE)))
+            break;
         uint64_t t = now_ns();
         char stamp[24];
         int tl = snprintf(stamp, sizeof stamp, "%llu", (unsigned long long)t);
-        /* data is {"t":T,"pad":"P"}: 15 bytes and T's digits around the pad */
-        long pad = (long)O.size - 15 - tl;
-        if (pad < 0) pad = 0;
-        int n = snprintf(pubtext, pubtext_cap,
+        int n = -1, bad;
+        if (O.proto == PR_HUB) {
+            /* data is {"t":T,"pad":"P"}: 15 bytes and T's digits around the pad */
+            long pad = (long)O.size - 15 - tl;
+            if (pad < 0) pad = 0;
+            n = snprintf(pubtext, pubtext_cap,
                          "{\"id\":%llu,\"op\":\"publish\",\"channel\":\"%s\","
                          "\"data\":{\"t\":%s,\"pad\":\"%.*s\"}}",
                          (unsigned long long)++pub_id, O.channel, stamp, (int)pad,
                          (const char *)corpus);
-        if (n < 0 || (size_t)n >= pubtext_cap || append_frame(c, 1, pubtext, (size_t)n) < 0) {
+        } else {
+            /* data is {"seq":N,"t":T,"pad":"P"}: 22 bytes and N's and T's digits */
+            uint64_t seq = ++pub_seq;
+            char num[24];
+            long pad = (long)O.size - 22 - tl - snprintf(num, sizeof num, "%llu",
+                                                          (unsigned long long)seq);
+            if (pad < 0) pad = 0;
+            if (O.proto == PR_PUSHER) {
+                bad = pusher_publish(c, seq, stamp, pad) < 0;
+                goto sent;
+            }
+            n = snprintf(pubtext, pubtext_cap,
+                         "42%llu[\"publish\",\"%s\",{\"seq\":%llu,\"t\":%s,\"pad\":\"%.*s\"}]",
+                         (unsigned long long)seq, O.channel, (unsigned long long)seq, stamp,
+                         (int)pad, (const char *)corpus);
+        }
+        bad = n < 0 || (size_t)n >= pubtext_cap || append_frame(c, 1, pubtext, (size_t)n) < 0;
+    sent:
+        if (bad) {
             note_error("publish request", 0);
-            return;
+            if (O.proto == PR_PUSHER) pub_broken = 1;
+            break;
         }
         outstanding++;
         pub_sent++;
+        sent++;
         if (t >= lat_t0 && t < lat_t1) lat_sent++;
     }
-    flush(c);
+    if (O.proto != PR_PUSHER && sent) flush(c);
+    return sent;
+}
+
+/* pusher: the HTTP API's answer to a publish request, kept in c->hs. Once
+ * whole, the request is done and the connection closed (soketi closes it). */
+static void on_pusher_bytes(struct conn *c, const unsigned char *p, size_t n) {
+    size_t take = n < HS_MAX - 1 - c->hs_len ? n : HS_MAX - 1 - c->hs_len;
+    memcpy(c->hs + c->hs_len, p, take);
+    c->hs_len += take;
+    c->hs[c->hs_len] = '\0';
+    char *head_end = strstr(c->hs, "\r\n\r\n");
+    if (!head_end) {
+        if (c->hs_len >= HS_MAX - 1) fail(c, "publish: answer head too long", 0);
+        return;
+    }
+    size_t head = (size_t)(head_end - c->hs) + 4;
+    const char *cl = strcasestr(c->hs, "\r\ncontent-length:");
+    size_t body = cl && cl < head_end ? (size_t)strtoull(cl + 17, NULL, 10) : 0;
+    if (c->hs_len < head + body && c->hs_len < HS_MAX - 1) return; /* more to come */
+    int status = 0;
+    if (sscanf(c->hs, "HTTP/1.%*d %d", &status) != 1 || status != 200) {
+        char what[120];
+        snprintf(what, sizeof what, "publish refused: %.100s", c->hs);
+        for (char *q = what; *q; q++)
+            if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = '\'';
+        fail(c, what, 0);
+        return;
+    }
+    if (outstanding > 0) outstanding--;
+    S.published++;
+    if (c->req_seq > pub_top) pub_top = c->req_seq;
+    conn_close(c);
 }
 
 /* Messages and frames from the server */
@@ -973,6 +1237,10 @@ static void on_readable(struct conn *c) {
     if (O.mode == HUB) recv_ns = now_ns();
     const unsigned char *p = rbuf;
     size_t left = (size_t)n;
+    if (c == PUB && O.proto == PR_PUSHER) {
+        on_pusher_bytes(c, p, left);
+        return;
+    }
     if (c->st == HANDSHAKE) {
         long rest = on_handshake_bytes(c, p, left);
         if (rest < 0) {
@@ -1003,6 +1271,13 @@ static void on_writable(struct conn *c) {
     watch(c, 0);
     if (O.raw || O.mode == HTTP) {
         on_open(c);
+        return;
+    }
+    if (c == PUB && O.proto == PR_PUSHER) { /* plain HTTP: the request goes now */
+        pending--;
+        c->st = OPEN;
+        live++;
+        if (queue(c, c->buf, pub_req_len) < 0) conn_close(c);
         return;
     }
     c->st = HANDSHAKE;
@@ -1129,7 +1404,7 @@ static int tick_fanout(double t) {
 /* hub: the phases, in order. A phase's window is bracketed by "measuring"
  * and "measured" events that name it. */
 
-static double phase_t0, next_due, tp_seconds, tp_cpu, lat_seconds, lat_cpu;
+static double phase_t0, next_due, tp_seconds, tp_cpu, lat_seconds, lat_cpu, t_subscribed;
 static uint64_t tp_pub0, tp_del0, tp_published, tp_deliveries;
 
 static void print_phase_event(const char *name, const char *what) {
@@ -1162,11 +1437,10 @@ static int drained(void) {
 /* latency: publications on schedule, as long as fewer than --window are unanswered */
 static void publish_due(double t) {
     for (int k = 0; k < 64 && t >= next_due; k++) {
-        if (outstanding >= O.window) {
+        if (outstanding >= O.window || publish(PUB, 1) == 0) {
             late++;
             break;
         }
-        publish(PUB, 1);
         next_due += 1.0 / O.rate;
     }
     if (t - next_due > 1.0) next_due = t; /* far behind: no burst to catch up */
@@ -1183,13 +1457,24 @@ static uint64_t in_flight(void) {
 }
 
 static int tick_hub(double t) {
-    if (phase >= P_BACKEND && PUB->st == CLOSED) return 1; /* the error says why */
+    /* the error says why; pusher's backend closes after each request */
+    if (phase >= P_BACKEND && (pub_broken || (O.proto != PR_PUSHER && PUB->st == CLOSED)))
+        return 1;
     switch (phase) {
     case P_SUBSCRIBE:
         open_more();
         if (!subscribers_settled()) return 0;
         if (S.failed || S.dropped) return 1;
-        conn_open(PUB);
+        if (O.hold_subscribed && !stdin_ready) {
+            if (t_subscribed == 0) { /* the harness reads the server's memory now */
+                t_subscribed = t;
+                printf("{\"event\": \"subscribed\", \"subscribed\": %d}\n", live);
+                fflush(stdout);
+            }
+            if (t < t_subscribed + O.hold) return 0;
+        }
+        if (O.proto == PR_PUSHER) pub_ready = 1; /* HTTP: nothing to open yet */
+        else conn_open(PUB);
         begin_phase(P_BACKEND, t);
         return 0;
     case P_BACKEND:
@@ -1344,7 +1629,8 @@ static void usage(void) {
             "  [--duration S] [--timeout S] [--hold S] [--count M] [--rounds R]\n"
             "  [--inflight N]\n"
             "  hub: [--channel ticker:bench] --api-key KEY [--window 16] [--rate 100]\n"
-            "       [--backend-port N (default: --port)]\n"
+            "       [--backend-port N (default: --port)] [--hold-subscribed [--hold S]]\n"
+            "       [--proto hub|socketio|pusher] pusher: --app-id ID --app-secret S\n"
             "  http: [--keepalive] [--window 16] [--channel ticker:bench] [--api-key KEY]\n");
     exit(2);
 }
@@ -1366,6 +1652,7 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--raw") == 0) O.raw = 1;
         else if (strcmp(a, "--deflate") == 0) O.deflate = 1;
         else if (strcmp(a, "--keepalive") == 0) O.keepalive = 1;
+        else if (strcmp(a, "--hold-subscribed") == 0) O.hold_subscribed = 1;
         else if (!v) usage();
         else if (strcmp(a, "--host") == 0) O.host = v, i++;
         else if (strcmp(a, "--path") == 0) O.path = v, i++;
@@ -1384,11 +1671,20 @@ static void parse_args(int argc, char **argv) {
         else if (strcmp(a, "--window") == 0) O.window = atoi(v), i++;
         else if (strcmp(a, "--rate") == 0) O.rate = atof(v), i++;
         else if (strcmp(a, "--backend-port") == 0) O.backend_port = atoi(v), i++;
+        else if (strcmp(a, "--app-id") == 0) O.app_id = v, i++;
+        else if (strcmp(a, "--app-secret") == 0) O.app_secret = v, i++;
+        else if (strcmp(a, "--proto") == 0) {
+            if (strcmp(v, "hub") == 0) O.proto = PR_HUB;
+            else if (strcmp(v, "socketio") == 0) O.proto = PR_SOCKETIO;
+            else if (strcmp(v, "pusher") == 0) O.proto = PR_PUSHER;
+            else usage();
+            i++;
+        }
         else usage();
     }
     if (O.port <= 0 || O.conns <= 0 || O.inflight <= 0 || O.count <= 0 || O.rounds <= 0 ||
         O.port > 65535 || O.backend_port < 0 || O.backend_port > 65535 ||
-        (O.backend_port && O.mode != HUB))
+        (O.backend_port && O.mode != HUB) || (O.mode != HUB && (O.proto || O.hold_subscribed)))
         usage();
     if (O.mode == HUB || O.mode == HTTP) {
         /* names go into JSON strings as they are: keep them plain */
@@ -1396,14 +1692,18 @@ static void parse_args(int argc, char **argv) {
         if (O.deflate || O.raw || O.window <= 0 || O.rate <= 0 ||
             (O.mode == HUB && !O.api_key[0]) || strspn(O.channel, plain) != strlen(O.channel) ||
             strspn(O.api_key, plain) != strlen(O.api_key) || strlen(O.channel) > 255 ||
-            strlen(O.api_key) > 255 || O.size > HUB_MSG_MAX / 2)
+            strlen(O.api_key) > 255 || O.size > HUB_MSG_MAX / 2 ||
+            strspn(O.app_id, plain) != strlen(O.app_id) || strlen(O.app_id) > 100 ||
+            strlen(O.app_secret) > 255 ||
+            (O.proto == PR_PUSHER && (!O.app_id[0] || !O.app_secret[0])))
             usage();
     }
     if (O.keepalive && O.mode != HTTP) usage();
     if (O.timeout <= 0) /* a hard deadline well past the expected end */
         O.timeout = O.mode == IDLE     ? O.hold + 120.0
                     : O.mode == FANOUT ? 300.0
-                    : O.mode == HUB    ? 2 * (O.warmup + O.duration) + 2 * DRAIN_TIMEOUT + 60.0
+                    : O.mode == HUB    ? 2 * (O.warmup + O.duration) + 2 * DRAIN_TIMEOUT + 60.0 +
+                                          (O.hold_subscribed ? O.hold : 0)
                                        : O.warmup + O.duration + 60.0;
 }
 
@@ -1480,7 +1780,7 @@ int main(int argc, char **argv) {
     if (O.mode == HUB && C) PUB = &C[O.conns];
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (!C || ep < 0) return 2;
-    if (O.mode == IDLE) {
+    if (O.mode == IDLE || O.hold_subscribed) {
         struct epoll_event ev = {.events = EPOLLIN};
         ev.data.u64 = STDIN_TAG;
         epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev); /* fails for /dev/null: --hold still ends it */
@@ -1520,6 +1820,9 @@ int main(int argc, char **argv) {
         }
         int n = epoll_wait(ep, events, MAX_EVENTS, wait_ms);
         int batch = O.mode == FANOUT || (O.mode == HUB && phase != P_LATENCY);
+        /* pusher's backend waits for each answer before its next request: no pause then */
+        if (O.mode == HUB && O.proto == PR_PUSHER && PUB->st != CLOSED && PUB->st != FREE)
+            batch = 0;
         if (batch && n > 0 && n < 64) {
             /* A trickle over many sockets: let it pile up for a moment, so that one
              * recv() takes several messages and the reader stays cheaper than the

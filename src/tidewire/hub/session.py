@@ -146,8 +146,8 @@ class Session:
             await coro
         except ConnectionClosed:
             pass
-        except Exception:
-            logger.exception("%r failed in the background", self)
+        except Exception as exc:
+            self._failed("a background task", exc)
 
     async def _leave_all(self) -> None:
         for channel in list(self.channels):
