@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from soak.report import judge
 from soak.swarm import Crowd, Subscriber, Tally
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from .auth import encode_info
 from .config import HubConfig
-from .wire import RequestError, channel_name, loads
+from .strictjson import Refused, check, parse
+from .wire import RequestError, channel_name
 
 __all__ = [
     "Answer",
@@ -104,10 +105,13 @@ _RESULT_KEYS = {
 def parse_answer(event: str, body: bytes, config: HubConfig) -> Answer:
     """The backend's answer to ``event``; raise ``InvalidAnswer``."""
     try:
-        value = loads(body)
-    except (ValueError, RecursionError) as exc:
-        # UnicodeDecodeError is a ValueError; RecursionError is very deep nesting.
+        value = parse(body.decode())  # NaN and the like are Refused, a ValueError
+    except ValueError as exc:  # UnicodeDecodeError is one too
         raise InvalidAnswer("malformed", f"not JSON: {_short(exc)}") from None
+    try:
+        check(value, "the answer")
+    except Refused as exc:  # JSON, but not what the hub may pass on to browsers
+        raise InvalidAnswer("invalid", _short(exc)) from None
     if not isinstance(value, dict):
         raise InvalidAnswer("malformed", "not a JSON object")
     if len(value) != 1 or next(iter(value)) not in ("result", "error", "disconnect"):

@@ -527,7 +527,7 @@ class RedisBroker(Broker):
         self._syncing = {channel: [] for channel in channels if channel in self._last}
         # Control messages first, confirmed before the node counts as up.
         await conn.send_command("SUBSCRIBE", self._control_key)
-        await conn.read_response(timeout=self._options["socket_timeout"], push_request=True)
+        await conn.read_response(timeout=self._timeout, push_request=True)
         if channels:
             await conn.send_command("SUBSCRIBE", *(self._key("c", c) for c in channels))
         await conn.send_command("SUBSCRIBE", self._probe_key)
