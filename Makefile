@@ -8,6 +8,8 @@ BENCH_STAMP := $(VENV)/.bench-installed
 # uvicorn's WebSocket tests, fetched from PyPI for compliance/test_uvicorn.py.
 UVICORN_TESTS := $(VENV)/uvicorn-tests/RELEASE
 LOADGEN := bench/loadgen/loadgen
+# pytest-xdist workers: one per core by default; JOBS=1 runs the suite serially.
+JOBS ?= auto
 # Socket.IO and soketi, the Node servers the hub is measured against (bench/node).
 NODE_STAMP := bench/node/node_modules/.installed
 
@@ -38,10 +40,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not compliance"
+	$(BIN)/pytest -n $(JOBS) -m "not compliance"
 
 compliance: $(STAMP) $(UVICORN_TESTS)
-	$(BIN)/pytest -m compliance
+	$(BIN)/pytest -n $(JOBS) -m compliance
 
 $(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
 	$(BIN)/python compliance/uvicorn_suite.py fetch $(VENV)/uvicorn-tests
@@ -51,8 +53,8 @@ $(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
 test: $(STAMP) $(UVICORN_TESTS)
 	$(BIN)/ruff check src tests compliance fuzzing soak
 	$(BIN)/mypy
-	$(BIN)/pytest
-	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -m "not compliance and not fuzz and not soak"
+	$(BIN)/pytest -n $(JOBS)
+	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -n $(JOBS) -m "not compliance and not fuzz and not soak"
 
 # `make fuzz` runs each harness of fuzzing/ for FUZZ_SECONDS (300) in turn;
 # FUZZ=name runs one. Crashes are saved into fuzzing/corpus/<name>/.
