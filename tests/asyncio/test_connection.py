@@ -89,6 +89,28 @@ async def test_client_close_gives_ok_and_ends_iteration(server: tidewire.Server)
     assert [m async for m in ws] == []
 
 
+async def test_close_with_unread_messages_completes_the_handshake() -> None:
+    # Reading is paused at max_queue unread messages; the peer's close frame
+    # must still come in, not after close_timeout as a 1006.
+    async def chatty(ws: ServerConnection) -> None:
+        for i in range(64):
+            await ws.send(f"m{i}")
+        await ws.wait_closed()
+
+    async with tidewire.serve(chatty, "127.0.0.1", 0) as srv:
+        ws = await tidewire.connect(url(srv), max_queue=4, close_timeout=60)
+        assert await within(ws.recv()) == "m0"
+        for _ in range(10_000):  # loop turns until the server's messages fill the queue
+            if ws.messages.paused:
+                break
+            await asyncio.sleep(0)
+        assert ws.messages.paused
+        await within(ws.close(1000, "enough"))
+        assert ws.close_code == 1000
+        # What came before the close is still there to read.
+        assert await within(ws.recv()) == "m1"
+
+
 async def test_server_close_code_and_reason_reach_client() -> None:
     async def closer(ws: ServerConnection) -> None:
         await ws.close(4000, "custom reason")

@@ -294,7 +294,13 @@ class Connection:
             self._close_timer = self.loop.call_later(timeout, transport.abort)
 
     def _pause_reading(self) -> None:
-        if self.transport is not None and not self._sock_closed:
+        # Once our close frame is out, keep reading: the peer's close must come
+        # in, whatever the application left unread (close_timeout bounds it).
+        if (
+            self.transport is not None
+            and not self._sock_closed
+            and self.protocol.close_sent is None
+        ):
             self._reading_paused = True
             self.transport.pause_reading()
 
@@ -573,6 +579,7 @@ class Connection:
         if self.protocol.state is proto.State.OPEN:
             self.protocol.send_close(code, reason)
             self._process()
+        self._resume_reading()
         # A timer, not wait_for(): that costs a task, a future and a timer per
         # connection, and a server closes at the end of every handler.
         if self.close_timeout is not None:
