@@ -64,6 +64,7 @@ _HANDSHAKE_HEADERS = frozenset(
      b"sec-websocket-protocol", b"content-length", b"transfer-encoding")
 )
 _INTERNAL_ERROR = b"Internal Server Error"
+_FRAME_HEADER = 14  # the longest: 2 bytes, an 8-byte length, a 4-byte mask
 
 
 class _Closed(Exception):
@@ -148,6 +149,11 @@ class ASGIConnection(Connection):
         )
         # Answer the messages that came before a violation, then fail.
         self.protocol.defer_failures = True
+        # A client that doesn't wait for the app's answer to its upgrade may
+        # send one message's worth (and a frame header) meanwhile, no more.
+        self.protocol.max_pending = (
+            max_size if max_size is not None else proto.DEFAULT_MAX_SIZE
+        ) + _FRAME_HEADER
         self.app = app
         self.scope: dict[str, Any] | None = None
         self.root_path = root_path
@@ -333,7 +339,7 @@ class ASGIConnection(Connection):
     def _accept(self, message: Message) -> None:
         response = self._response
         assert response is not None
-        if self._sock_closed:
+        if self._sock_closed or self.protocol.close_expected():
             self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
             raise ClientDisconnected("the client left before the connection was accepted")
         headers = list(message.get("headers") or ())
@@ -428,7 +434,7 @@ class ASGIConnection(Connection):
         """Answer the upgrade with ``response`` (not a 101) and close."""
         self._response = self._denial = None
         self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
-        if not self._sock_closed:
+        if not self._sock_closed and not self.protocol.close_expected():
             self.protocol.send_response(response)
             self._process()
 
