@@ -4,6 +4,7 @@ graceful shutdown, sends after the end, protocol violations and app errors."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
@@ -80,6 +81,29 @@ async def test_graceful_shutdown_closes_with_1012(serve: Any) -> None:
         assert ws.close_code == 1012
         event = await probe.event()
         assert (event["type"], event["code"]) == ("websocket.disconnect", 1012)
+
+
+async def test_shutdown_before_the_app_answers_refuses_with_503(serve: Any) -> None:
+    probe = Probe()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        probe.scope.set_result(scope)
+        await probe.events.put(await receive())  # the shutdown's disconnect
+        try:
+            await send({"type": "websocket.accept"})
+        except OSError as exc:
+            probe.send_error.set_result(exc)
+
+    async with serve(app) as server:
+        connecting = asyncio.ensure_future(tidewire.connect(server.url))
+        await bounded(probe.scope)
+        await server.shutdown()
+        with pytest.raises(tidewire.InvalidStatus) as caught:
+            await bounded(connecting)
+        assert caught.value.response.status == 503
+        assert await probe.event() == {"type": "websocket.disconnect", "code": 1006}
+        assert isinstance(await bounded(probe.send_error), ClientDisconnected)
 
 
 async def test_send_after_the_client_left_raises_client_disconnected(serve: Any) -> None:

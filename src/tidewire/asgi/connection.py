@@ -64,6 +64,9 @@ _HANDSHAKE_HEADERS = frozenset(
      b"sec-websocket-protocol", b"content-length", b"transfer-encoding")
 )
 _INTERNAL_ERROR = b"Internal Server Error"
+_ANSWERS = frozenset(
+    ("websocket.accept", "websocket.http.response.start", "websocket.http.response.body")
+)
 _FRAME_HEADER = 14  # the longest: 2 bytes, an 8-byte length, a 4-byte mask
 
 
@@ -324,7 +327,11 @@ class ASGIConnection(Connection):
                     f"'{mtype}'."
                 )
             self._denial_body(message)
-        elif mtype in ("websocket.send", "websocket.close"):
+        elif mtype in ("websocket.send", "websocket.close") or (
+            # An answer to an upgrade that was closed meanwhile (the client
+            # left, a graceful shutdown) comes too late, but isn't misuse.
+            mtype in _ANSWERS and not self.accepted
+        ):
             raise ClientDisconnected("the WebSocket connection is closed")
         else:
             raise RuntimeError(f"Unexpected ASGI message {mtype!r}: the connection is closed.")
