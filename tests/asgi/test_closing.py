@@ -127,15 +127,18 @@ async def test_send_after_the_client_left_raises_client_disconnected(serve: Any)
 
 
 @pytest.mark.parametrize(
-    "frame",
+    "frame, code",
     [
-        pytest.param(build_frame(0x1, b"hi", mask=False), id="unmasked"),
-        pytest.param(build_frame(0x3, b"hi"), id="reserved-opcode"),
-        pytest.param(build_frame(0x1, b"hi", rsv2=True), id="reserved-bit"),
-        pytest.param(build_frame(0x9, b"p" * 126), id="long-ping"),
+        pytest.param(build_frame(0x1, b"hi", mask=False), 1002, id="unmasked"),
+        pytest.param(build_frame(0x3, b"hi"), 1002, id="reserved-opcode"),
+        pytest.param(build_frame(0x1, b"hi", rsv2=True), 1002, id="reserved-bit"),
+        pytest.param(build_frame(0x9, b"p" * 126), 1002, id="long-ping"),
+        pytest.param(build_frame(0x1, b"\xff\xfe"), 1007, id="invalid-utf8"),
     ],
 )
-async def test_protocol_violation_closes_with_1002(serve: Any, frame: bytes) -> None:
+async def test_protocol_violation_closes_with_its_code(
+    serve: Any, frame: bytes, code: int
+) -> None:
     probe = Probe()
     async with serve(echo(probe)) as server:
         client = await RawClient.connect(server.port)
@@ -144,24 +147,11 @@ async def test_protocol_violation_closes_with_1002(serve: Any, frame: bytes) -> 
         echoed = await client.read_frame()
         assert echoed.payload == b"before"  # what came before it is answered
         close = await client.read_frame()
-        assert close.close_code_reason()[0] == 1002
+        assert close.close_code_reason()[0] == code
         await client.expect_eof()
         await client.close()
         event = await probe.event()
-        assert (event["type"], event["code"]) == ("websocket.disconnect", 1002)
-
-
-async def test_invalid_utf8_closes_with_1007(serve: Any) -> None:
-    probe = Probe()
-    async with serve(echo(probe)) as server:
-        client = await RawClient.connect(server.port)
-        await client.handshake()
-        await client.write(build_frame(0x1, b"\xff\xfe"))
-        close = await client.read_frame()
-        assert close.close_code_reason()[0] == 1007
-        await client.close()
-        event = await probe.event()
-        assert (event["type"], event["code"]) == ("websocket.disconnect", 1007)
+        assert (event["type"], event["code"]) == ("websocket.disconnect", code)
 
 
 async def test_app_exception_after_accept_drops_the_connection_logged_once(
