@@ -105,9 +105,10 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     WARNING or above. A test that provokes one on purpose (an app that
     raises) checks it and removes it from ``caplog.records``."""
     yield
+    records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
     shown = [
         f"{r.name}: {r.getMessage()}"
-        for r in caplog.records
+        for r in records
         if r.levelno >= logging.WARNING and (r.exc_info or r.exc_text)
         and r.name.split(".")[0] in ("tidewire", "uvicorn")
     ]
