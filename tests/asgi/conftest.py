@@ -86,7 +86,7 @@ class Server:
         conns = self.server.server_state.connections
         return [c for c in conns if isinstance(c, UvicornProtocol)]
 
-    async def connection(self) -> UvicornProtocol:
+    def connection(self) -> UvicornProtocol:
         """The one WebSocket connection open, once uvicorn handed it over."""
         conns = self.connections()
         assert len(conns) == 1, conns
