@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,15 +97,13 @@ def outdir(request: pytest.FixtureRequest) -> Iterator[Path]:
     yield path
 
 
-def test_autobahn_server(outdir: Path) -> None:
+def fuzz_server(command: Callable[[int], list[str]], outdir: Path) -> str:
+    """Start the server ``command(port)`` gives, run kosoku's fuzzing client
+    against it into ``outdir``, stop it; return what it logged."""
     port = free_port()
     log_path = outdir / "server.log"
     with log_path.open("wb") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tidewire", "echo", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
+        server = subprocess.Popen(command(port), stdout=subprocess.DEVNULL, stderr=log_file)
         try:
             wait_for_port(port, server)
             subprocess.run(
@@ -117,7 +115,13 @@ def test_autobahn_server(outdir: Path) -> None:
             )
         finally:
             stop(server)
-    log = log_path.read_text(errors="replace")
+    return log_path.read_text(errors="replace")
+
+
+def test_autobahn_server(outdir: Path) -> None:
+    log = fuzz_server(
+        lambda port: [sys.executable, "-m", "tidewire", "echo", "--port", str(port)], outdir
+    )
     assert "Traceback" not in log, log[-3000:]
     bad = failures(outdir)
     assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)

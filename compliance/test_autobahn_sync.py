@@ -24,6 +24,7 @@ from test_autobahn import (
     REPORTS,
     failures,
     free_port,
+    fuzz_server,
     kosoku,
     stop,
     wait_for_port,
@@ -41,26 +42,9 @@ def report_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 def test_autobahn_sync_server(report_dir: Path) -> None:
-    port = free_port()
-    log_path = report_dir / "server.log"
-    with log_path.open("wb") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, str(HERE / "sync_echo_server.py"), str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        try:
-            wait_for_port(port, server)
-            subprocess.run(
-                [kosoku(), "-m", "fuzzingclient", "-p", PARALLELISM, "-o", str(report_dir),
-                 f"127.0.0.1:{port}"],
-                check=False,
-                stdout=subprocess.DEVNULL,
-                timeout=1700,
-            )
-        finally:
-            stop(server)
-    log = log_path.read_text(errors="replace")
+    log = fuzz_server(
+        lambda port: [sys.executable, str(HERE / "sync_echo_server.py"), str(port)], report_dir
+    )
     assert "Traceback" not in log, log[-3000:]
     bad = failures(report_dir)
     assert not bad, f"{len(bad)} Autobahn cases failed as sync server:\n" + "\n".join(bad)

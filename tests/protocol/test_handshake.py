@@ -114,6 +114,20 @@ def test_server_keeps_frames_that_follow_the_request() -> None:
     assert server.events_received() == ["hi"]
 
 
+def test_server_keeps_up_to_max_pending_bytes_while_a_request_waits() -> None:
+    server = ServerProtocol(compression=None)
+    server.max_pending = 10
+    server.receive_data(request().serialize())
+    (req,) = server.events_received()
+    server.receive_data(b"x" * 10)  # at the limit: kept for after the answer
+    assert not server.close_expected()
+    server.receive_data(b"x")
+    assert server.close_expected()
+    assert server.data_to_send() == []  # closed unanswered
+    assert isinstance(server.handshake_exc, InvalidMessage)
+    assert "over 10 bytes" in str(server.handshake_exc)
+
+
 def post(body: bytes, **headers: str) -> bytes:
     head = b"POST /api/publish HTTP/1.1\r\nHost: hub\r\n"
     head += b"".join(f"{k.replace('_', '-')}: {v}\r\n".encode() for k, v in headers.items())

@@ -64,6 +64,10 @@ _HANDSHAKE_HEADERS = frozenset(
      b"sec-websocket-protocol", b"content-length", b"transfer-encoding")
 )
 _INTERNAL_ERROR = b"Internal Server Error"
+_ANSWERS = frozenset(
+    ("websocket.accept", "websocket.http.response.start", "websocket.http.response.body")
+)
+_FRAME_HEADER = 14  # the longest: 2 bytes, an 8-byte length, a 4-byte mask
 
 
 class _Closed(Exception):
@@ -148,6 +152,11 @@ class ASGIConnection(Connection):
         )
         # Answer the messages that came before a violation, then fail.
         self.protocol.defer_failures = True
+        # A client that doesn't wait for the app's answer to its upgrade may
+        # send one message's worth (and a frame header) meanwhile, no more.
+        self.protocol.max_pending = (
+            max_size if max_size is not None else proto.DEFAULT_MAX_SIZE
+        ) + _FRAME_HEADER
         self.app = app
         self.scope: dict[str, Any] | None = None
         self.root_path = root_path
@@ -318,7 +327,11 @@ class ASGIConnection(Connection):
                     f"'{mtype}'."
                 )
             self._denial_body(message)
-        elif mtype in ("websocket.send", "websocket.close"):
+        elif mtype in ("websocket.send", "websocket.close") or (
+            # An answer to an upgrade that was closed meanwhile (the client
+            # left, a graceful shutdown) comes too late, but isn't misuse.
+            mtype in _ANSWERS and not self.accepted
+        ):
             raise ClientDisconnected("the WebSocket connection is closed")
         else:
             raise RuntimeError(f"Unexpected ASGI message {mtype!r}: the connection is closed.")
@@ -333,7 +346,7 @@ class ASGIConnection(Connection):
     def _accept(self, message: Message) -> None:
         response = self._response
         assert response is not None
-        if self._sock_closed:
+        if self._sock_closed or self.protocol.close_expected():
             self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
             raise ClientDisconnected("the client left before the connection was accepted")
         headers = list(message.get("headers") or ())
@@ -428,7 +441,7 @@ class ASGIConnection(Connection):
         """Answer the upgrade with ``response`` (not a 101) and close."""
         self._response = self._denial = None
         self._set_disconnect({"type": "websocket.disconnect", "code": 1006})
-        if not self._sock_closed:
+        if not self._sock_closed and not self.protocol.close_expected():
             self.protocol.send_response(response)
             self._process()
 

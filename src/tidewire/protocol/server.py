@@ -66,7 +66,9 @@ class ServerProtocol(Connection):
     on one connection; 1 closes it after the first answer that isn't an
     upgrade. ``idle_timeout``: how long the I/O layer waits for the next
     request, told to clients in the Keep-Alive header (this object keeps no
-    time).
+    time). The attribute ``max_pending``, ``None`` by default, bounds the bytes
+    kept while a request waits for its answer: above it the connection closes
+    unanswered, for a server whose answer may take a while (an ASGI app's).
     """
 
     __slots__ = (
@@ -85,6 +87,7 @@ class ServerProtocol(Connection):
         "_parsed",
         "_body_size",
         "max_requests",
+        "max_pending",
         "idle_timeout",
         "answered",
         "_closing",
@@ -109,6 +112,8 @@ class ServerProtocol(Connection):
         self.max_body = max_body
         self.max_requests = max_requests
         self.idle_timeout = idle_timeout
+        # Bytes kept while a request waits for its answer; None: no limit.
+        self.max_pending: int | None = None
         self.answered = 0  # requests answered, upgrades included
         self._closing = False  # the last answer is sent: nothing more is read
         self._client_done = False  # the last request said Connection: close
@@ -132,6 +137,14 @@ class ServerProtocol(Connection):
         self._head += data
         if self.request is None:
             self._read_request()
+        elif self.max_pending is not None and len(self._head) > self.max_pending:
+            # A client waits for the answer to its upgrade (RFC 6455 section
+            # 4.1); one that sends this much instead is dropped unanswered.
+            self.handshake_exc = InvalidMessage(
+                f"the client sent over {self.max_pending} bytes before its request was answered"
+            )
+            self._head.clear()
+            self._closing = True
         # Else the request is being answered: keep what comes next.
 
     def _read_request(self) -> None:

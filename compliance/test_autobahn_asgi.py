@@ -1,0 +1,33 @@
+"""The Autobahn conformance suite against tidewire's ASGI engine under uvicorn.
+
+kosoku's fuzzing client drives an ASGI echo app (``asgi_echo.py``) served by
+``uvicorn --ws tidewire.asgi:UvicornProtocol`` with permessage-deflate on, on
+each of uvicorn's HTTP protocols that hand over the upgrade (httptools, h11).
+Every case must end OK, NON-STRICT or INFORMATIONAL, as in test_autobahn.py.
+Reports land in ``compliance/reports/asgi_<http>``.
+
+``python compliance/autobahn_asgi.py`` runs uvicorn's own engines through
+the same harness, for comparison.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from autobahn_asgi import fuzz
+from test_autobahn import REPORTS, failures
+
+pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_autobahn_asgi_server(http: str) -> None:
+    outdir = REPORTS / f"asgi_{http}"
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    log = fuzz("tidewire", http, outdir)
+    assert "Traceback" not in log, log[-3000:]
+    bad = failures(outdir)
+    assert not bad, f"{len(bad)} Autobahn cases failed through ASGI on {http}:\n" + "\n".join(bad)
+
