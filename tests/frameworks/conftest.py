@@ -49,14 +49,17 @@ async def serve_app(app: Any, **options: Any) -> AsyncIterator[Served]:
         app, host="127.0.0.1", port=0, ws=UvicornProtocol, log_config=None, **options
     )
     server = uvicorn.Server(config)
-    # What Server.serve() does, minus its signal handlers and main loop.
+    # What Server.serve() does, minus its signal handlers.
     config.load()
     server.lifespan = config.lifespan_class(config)
     await server.startup()
     assert server.started, "uvicorn didn't start"
+    ticks = asyncio.create_task(server.main_loop())  # the Date header, each second
     try:
         yield Served(server)
     finally:
+        server.should_exit = True
+        await asyncio.wait_for(ticks, timeout(5))
         await asyncio.wait_for(server.shutdown(), timeout(20))
 
 
