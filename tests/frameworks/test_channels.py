@@ -205,3 +205,17 @@ async def test_an_unrouted_path_is_a_500_and_one_logged_error(
     assert record.exc_info is not None
     assert "No route found for path 'nowhere/'" in str(record.exc_info[1])
     server_errors.records.clear()
+
+
+async def test_consumers_see_1012_when_the_server_shuts_down() -> None:
+    disconnects: asyncio.Queue[int] = asyncio.Queue()
+    async with serve_app(make_application(disconnects), lifespan="off") as served:
+        project = Project(served, disconnects)
+        ada = await project.connect("/rooms/lobby/?name=Ada")
+        echo = await project.connect("/echo/")
+    # uvicorn waited for the consumers: both saw the restart code.
+    assert [disconnects.get_nowait(), disconnects.get_nowait()] == [1012, 1012]
+    for ws in (ada, echo):
+        await within(ws.wait_closed())
+        assert ws.close_code == 1012
+    await get_channel_layer().flush()
