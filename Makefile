@@ -34,7 +34,7 @@ serve: $(STAMP)
 	$(BIN)/tidewire serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests compliance fuzzing soak
+	$(BIN)/ruff check src tests compliance fuzzing soak examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -51,7 +51,7 @@ $(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
 # The whole suite with the compiled speedups (a short run of each fuzz harness
 # and of the soak included), then the unit tests again on their pure-Python twins.
 test: $(STAMP) $(UVICORN_TESTS)
-	$(BIN)/ruff check src tests compliance fuzzing soak
+	$(BIN)/ruff check src tests compliance fuzzing soak examples
 	$(BIN)/mypy
 	$(BIN)/pytest -n $(JOBS)
 	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -n $(JOBS) -m "not compliance and not fuzz and not soak"

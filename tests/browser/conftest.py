@@ -1,7 +1,8 @@
 """Fixtures of the browser tests: a hub in a subprocess, Chromium driven by Playwright.
 
 The hub runs as users run it, ``python -m tidewire serve``, on a free port of
-127.0.0.1, so that a test can stop it and start it again on the same port.
+127.0.0.1, so that a test can stop it and start it again on the same port
+(``ServerProcess`` runs other servers the same way).
 Pages are always loaded from the hub's own origin: Chromium doesn't let pages
 from ``about:blank`` or ``file://`` reach loopback addresses.
 """
@@ -16,7 +17,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -43,15 +44,20 @@ FAKE_SOCKET = HERE / "fake_socket.js"
 # Milliseconds that Playwright waits for a condition.
 WAIT = timeout(15) * 1000
 
+S = TypeVar("S", bound="ServerProcess")
+
 _LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)/")
 _INTERNAL_ERROR = re.compile(r" tidewire\.hub\S* (client|connection) \S+: .* failed: ")
 
 
-class HubProcess:
-    """``tidewire serve`` in a subprocess; ``start()`` returns once it listens."""
+class ServerProcess:
+    """A server in a subprocess; ``start()`` returns once its output says on
+    which port it listens (``LISTENING``'s group 1)."""
 
-    def __init__(self, *args: str) -> None:
-        self.args = args  # more options of `tidewire serve`
+    LISTENING: re.Pattern[str]
+    cwd: Path | None = None
+
+    def __init__(self) -> None:
         self.port = 0
         self.output: list[str] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -61,21 +67,25 @@ class HubProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+    def argv(self) -> list[str]:
+        """The command that starts the server on ``self.port``."""
+        raise NotImplementedError
+
+    def check(self, returncode: int) -> None:
+        """Assert that the server stopped as it should, after SIGTERM."""
+        raise NotImplementedError
 
     async def start(self) -> None:
         """Start on ``self.port`` (a free one the first time)."""
-        assert self._proc is None, "the hub is running"
+        assert self._proc is None, "the server is running"
         # The command line decides everything; nothing from the environment
         # but the switch that the suite's second run sets.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("TIDEWIRE_") or k == "TIDEWIRE_NO_SPEEDUPS"}
         env["PYTHONUNBUFFERED"] = "1"
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tidewire", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", API_KEY, *self.args,
+            *self.argv(),
+            cwd=self.cwd,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -90,16 +100,16 @@ class HubProcess:
             raise
 
     async def _read(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[int]) -> None:
-        """Keep the hub's output (so that its pipe never fills) and spot "listening on"."""
+        """Keep the output (so that the pipe never fills) and spot the port."""
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             self.output.append(line)
-            match = _LISTENING.search(line)
+            match = self.LISTENING.search(line)
             if match and not ready.done():
                 ready.set_result(int(match.group(1)))
         if not ready.done():
-            ready.set_exception(RuntimeError(f"the hub exited before listening:\n{self.log()}"))
+            ready.set_exception(RuntimeError(f"the server exited before listening:\n{self.log()}"))
 
     async def stop(self, *, check: bool = True) -> None:
         """SIGTERM, as a user's Ctrl-C or a service manager does; wait for the exit."""
@@ -119,10 +129,8 @@ class HubProcess:
                 await self._reader
                 self._reader = None
         if check:
-            assert proc.returncode == 0, f"the hub exited with {proc.returncode}:\n{self.log()}"
-            assert "Traceback" not in self.log(), self.log()
-            # An internal error of the hub is one line, its traceback at DEBUG.
-            assert not _INTERNAL_ERROR.search(self.log()), self.log()
+            assert proc.returncode is not None
+            self.check(proc.returncode)
 
     async def restart(self) -> None:
         await self.stop()
@@ -131,15 +139,44 @@ class HubProcess:
     def log(self) -> str:
         return "\n".join(self.output)
 
+    async def __aenter__(self: S) -> S:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class HubProcess(ServerProcess):
+    """``tidewire serve`` in a subprocess."""
+
+    LISTENING = _LISTENING
+
+    def __init__(self, *args: str) -> None:
+        super().__init__()
+        self.args = args  # more options of `tidewire serve`
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "tidewire", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port), "--api-key", API_KEY, *self.args,
+        ]
+
+    def check(self, returncode: int) -> None:
+        assert returncode == 0, f"the hub exited with {returncode}:\n{self.log()}"
+        assert "Traceback" not in self.log(), self.log()
+        # An internal error of the hub is one line, its traceback at DEBUG.
+        assert not _INTERNAL_ERROR.search(self.log()), self.log()
+
 
 @pytest.fixture
 async def hub() -> AsyncIterator[HubProcess]:
-    process = HubProcess()
-    await process.start()
-    try:
+    async with HubProcess() as process:
         yield process
-    finally:
-        await process.stop()
 
 
 @pytest.fixture
@@ -191,7 +228,7 @@ class Pages:
     An uncaught exception in any page fails the test.
     """
 
-    def __init__(self, browser: Browser, hub: HubProcess) -> None:
+    def __init__(self, browser: Browser, hub: ServerProcess) -> None:
         self.browser = browser
         self.hub = hub
         self.contexts: list[BrowserContext] = []
@@ -248,8 +285,15 @@ class Pages:
 
 
 @pytest.fixture
-async def pages(browser: Browser, hub: HubProcess) -> AsyncIterator[Pages]:
-    opened = Pages(browser, hub)
+def server(hub: HubProcess) -> ServerProcess:
+    """The server whose origin the pages come from: the hub, unless a test
+    module overrides this fixture."""
+    return hub
+
+
+@pytest.fixture
+async def pages(browser: Browser, server: ServerProcess) -> AsyncIterator[Pages]:
+    opened = Pages(browser, server)
     try:
         yield opened
     finally:
