@@ -39,6 +39,8 @@ NODE_DIR = REPO / "bench" / "node"  # package.json, its lock file, node_modules
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 Event = dict[str, Any]
+# The servers of bench/servers/asgi_server.py (``--asgi NAME``), running the same ASGI apps.
+ASGI_SERVERS = ("uvicorn-tidewire", "uvicorn-sansio", "uvicorn-wsproto", "granian", "hypercorn")
 
 
 def terminate(proc: subprocess.Popen[Any]) -> None:
@@ -137,8 +139,12 @@ class ServerProcess:
 
     def __init__(self, name: str, mode: str, compression: bool, settings: Settings) -> None:
         module = "tidewire" if name.startswith("tidewire") else name
+        if name in ASGI_SERVERS:
+            module = "asgi"
         argv = [sys.executable, "-m", f"bench.servers.{module}_server"]
         argv += ["--mode", mode, "--loop", settings.loop]
+        if name in ASGI_SERVERS:
+            argv += ["--asgi", name]
         if name == "tidewire-cb":
             argv.append("--callback")
         if name == "tidewire-once":
@@ -201,7 +207,8 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        """The process that serves: a worker the server named (granian's), else its own."""
+        return int(self.info.get("pid", self.proc.pid))
 
     def rss_bytes(self) -> int:
         self.check_alive()

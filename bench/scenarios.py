@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import load
 from bench.procs import (
+    ASGI_SERVERS,
     BenchError,
     Event,
     HubProcess,
@@ -36,7 +37,11 @@ from bench.settings import Settings
 # Compressed fan-out has one more, "tidewire-once": server_no_context_takeover, as the
 # hub runs, so that broadcast() compresses each message once for all.
 ROWS = ("tidewire", "tidewire-cb", "tidewire-py")
-OURS = (*ROWS, "tidewire-once")  # never "the best other library"
+# The ASGI rows (bench/servers/asgi_server.py): one ASGI app, run by uvicorn with
+# tidewire as its WebSocket engine, with its own two engines, by granian and hypercorn.
+ASGI_OURS = "uvicorn-tidewire"
+ASGI_DEFAULT = "uvicorn-sansio"  # uvicorn 0.54's engine when websockets is installed
+OURS = (*ROWS, "tidewire-once", ASGI_OURS)  # never "the best other library"
 SERVERS = (*ROWS, "picows", "websockets", "aiohttp", "rawtcp")
 # Where no messages come in (fan-out, idle memory), one way of taking them in is enough.
 OTHERS = ("tidewire", "tidewire-py", "picows", "websockets", "aiohttp", "rawtcp")
@@ -80,6 +85,11 @@ LABELS = {
     "aiohttp": "aiohttp",
     "rawtcp": "raw TCP (limit)",
     "loadgen": "C loadgen (reference)",
+    "uvicorn-tidewire": "uvicorn + tidewire",
+    "uvicorn-sansio": "uvicorn + websockets-sansio (default)",
+    "uvicorn-wsproto": "uvicorn + wsproto",
+    "granian": "granian",
+    "hypercorn": "hypercorn",
     "hub": "tidewire hub",
     "hub-redis": "hub, Redis, 2 nodes",
     "broadcast": "broadcast() server (reference)",
@@ -561,6 +571,7 @@ def all_scenarios(s: Settings) -> list[Scenario]:
         for c in ECHO_CASES
     ]
     scenarios += connection_scenarios(s, compression=True)
+    scenarios += asgi_scenarios(s)
     scenarios.append(
         Scenario(
             "hub",
@@ -679,3 +690,61 @@ def connection_scenarios(s: Settings, compression: bool) -> list[Scenario]:
             partial(fanout, compression=compression),
         ),
     ]
+
+
+def asgi_scenarios(s: Settings) -> list[Scenario]:
+    """The same ASGI app (bench/servers/asgi_apps.py) under every ASGI server."""
+    what = (
+        " One ASGI app (`servers/asgi_apps.py`) under each ASGI server, one worker;"
+        " uvicorn's rows use httptools and uvloop."
+    )
+    against = ((ASGI_OURS, ASGI_DEFAULT), (ASGI_OURS, "granian"))
+    scenarios = [
+        Scenario(
+            f"asgi-{c.key}",
+            f"ASGI: {c.title[0].lower()}{c.title[1:]}",
+            c.unit,
+            c.what() + "." + what,
+            ASGI_SERVERS,
+            echo(c.size, c.conns, c.binary),
+            ratios=against,
+        )
+        for c in ECHO_CASES
+        if c.key in ("echo-64-64", "echo-16k-16")
+    ]
+    scenarios += [
+        Scenario(
+            "asgi-fanout",
+            f"ASGI: fan-out, 1 KiB to {s.fanout_conns:,} clients",
+            "deliveries/s",
+            f"A trigger makes the app send {s.fanout_count} binary messages of 1 KiB to each"
+            f" of {s.fanout_conns:,} clients, one awaited `websocket.send` per client and"
+            " message; messages received per second, at the clients." + what,
+            ASGI_SERVERS,
+            partial(fanout, compression=False),
+            ratios=against,
+        ),
+        Scenario(
+            "asgi-connect",
+            "ASGI: new connections",
+            "connections/s",
+            f"{s.connect_slots} at a time: connect, upgrade, one 64 B echo, close handshake."
+            + what,
+            ASGI_SERVERS,
+            connect(),
+            ratios=against,
+        ),
+        Scenario(
+            "asgi-idle-memory",
+            f"ASGI: memory per idle connection, {s.idle_conns:,} open",
+            "KiB/connection",
+            f"Server RSS growth over {s.idle_conns:,} open idle connections, each with the"
+            " echo app's task waiting in `receive()`, divided by their number, after one"
+            " warm-up echo. Lower is better." + what,
+            ASGI_SERVERS,
+            partial(idle_memory, compression=False),
+            higher_is_better=False,
+            ratios=against,
+        ),
+    ]
+    return scenarios

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 
 from bench import stats
 from bench.report import fmt_ratio
-from bench.scenarios import LABELS, LIMIT, NO_SPEEDUPS_RIVAL, Scenario
+from bench.scenarios import (
+    ASGI_DEFAULT,
+    ASGI_OURS,
+    LABELS,
+    LIMIT,
+    NO_SPEEDUPS_RIVAL,
+    Scenario,
+)
 from bench.stats import Summary
 
 # The rows held to the targets: the async API, and the callback one.
@@ -62,6 +69,16 @@ TARGETS = (
         "hub HTTP API, 16 publications in flight: one kept connection against one each",
         ours="http-keep",
     ),
+    # tidewire as uvicorn's WebSocket engine (issue 21), the same ASGI app for all.
+    Target("asgi-echo-64-64", ASGI_DEFAULT, 2.0, "ASGI echo 64 B × 64 against uvicorn's"
+           " default engine", ours=ASGI_OURS),
+    Target("asgi-echo-64-64", "granian", 1.0, "ASGI echo 64 B × 64 against granian",
+           ours=ASGI_OURS),
+    Target("asgi-echo-16k-16", "granian", 1.0, "ASGI echo 16 KiB × 16 against granian",
+           ours=ASGI_OURS),
+    Target("asgi-fanout", "granian", 1.0, "ASGI fan-out against granian", ours=ASGI_OURS),
+    Target("asgi-idle-memory", ASGI_DEFAULT, 0.5, "ASGI memory per idle connection against"
+           " uvicorn's default engine", lower_is_better=True, ours=ASGI_OURS),
 )
 
 # The hub against the Node push servers users pick instead, and on Redis against

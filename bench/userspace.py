@@ -11,10 +11,12 @@ over the messages echoed meanwhile is the figure. What runs in the kernel (the
 reads, writes and epoll of every message) isn't counted: every server makes
 the same system calls per message, and they are most of the time.
 ``--connect`` counts whole connections instead, as the connection-rate scenario
-makes them (connect, upgrade, one 64 B echo, close handshake).
+makes them (connect, upgrade, one 64 B echo, close handshake). ``--asgi`` counts
+the ASGI servers' rows instead (the same ASGI app under each); granian is left
+out: its WebSockets run in a worker process, on threads of its own.
 
     python -m bench.userspace [--only NAME ...] [--seconds S] [--keep DIR]
-                              [--size BYTES --conns N] [--connect]
+                              [--size BYTES --conns N] [--connect] [--asgi]
 """
 
 from __future__ import annotations
@@ -30,17 +32,23 @@ import time
 from pathlib import Path
 
 from bench.load import LOADGEN
-from bench.procs import REPO, library_env
-from bench.scenarios import LABELS, LIMIT, SERVERS
+from bench.procs import ASGI_SERVERS, REPO, library_env
+from bench.scenarios import ASGI_DEFAULT, LABELS, LIMIT, SERVERS
 
 PEER = "picows"
+# The ASGI rows that run in one process, which callgrind can count whole.
+ASGI_COUNTED = tuple(n for n in ASGI_SERVERS if n != "granian")
 
 
 def server_argv(name: str, out: Path) -> list[str]:
     module = "tidewire" if name.startswith("tidewire") else name
+    if name in ASGI_COUNTED:
+        module = "asgi"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p",
             sys.executable, "-m", f"bench.servers.{module}_server",
             "--mode", "echo", "--loop", "uvloop"]
+    if name in ASGI_COUNTED:
+        argv += ["--asgi", name]
     return argv + (["--callback"] if name == "tidewire-cb" else [])
 
 
@@ -55,10 +63,10 @@ def echo(port: int, raw: bool, args: argparse.Namespace, server: int) -> int:
         argv = [str(LOADGEN), "connect", "--port", str(port), "--conns", str(args.conns),
                 "--size", "64", "--warmup", "5", "--duration", str(args.seconds)]
     else:
-        # Four handshakes at a time: under valgrind, 64 at once outlast the
-        # load generator's 5 s limit on an opening.
+        # Four handshakes at a time (one for uvicorn's engines): under valgrind,
+        # 64 at once outlast the load generator's 5 s limit on an opening.
         argv = [str(LOADGEN), "echo", "--port", str(port), "--conns", str(args.conns),
-                "--size", str(args.size or 64), "--inflight", "4", "--warmup", "5",
+                "--size", str(args.size or 64), "--inflight", str(args.inflight), "--warmup", "5",
                 "--duration", str(args.seconds)]
         argv += ["--binary"] if args.size else []
     argv += ["--raw"] if raw else []
@@ -94,6 +102,12 @@ def count(name: str, args: argparse.Namespace) -> tuple[int, int]:
             if not line.startswith("LISTENING "):
                 raise SystemExit(f"{name} server did not start under valgrind")
             port = int(line.split()[1])
+            if name in ASGI_COUNTED:
+                # One connection first: uvicorn's engines import their modules at the
+                # first upgrade, which under valgrind outlasts the load generator's
+                # 5 s limit on an opening.
+                subprocess.run([str(LOADGEN), "echo", "--port", str(port), "--warmup", "0",
+                                "--duration", "1"], capture_output=True, timeout=120)
             try:
                 messages = echo(port, name == LIMIT, args, proc.pid)
             except SystemExit as exc:
@@ -116,7 +130,7 @@ def count(name: str, args: argparse.Namespace) -> tuple[int, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", action="append", choices=SERVERS)
+    parser.add_argument("--only", action="append", choices=(*SERVERS, *ASGI_COUNTED))
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep each server's callgrind dump there, for a profile")
@@ -126,9 +140,12 @@ def main() -> int:
     parser.add_argument("--connect", action="store_true",
                         help="count whole connections (connect, upgrade, one 64 B echo, close)"
                         " instead of echoed messages")
+    parser.add_argument("--asgi", action="store_true",
+                        help="the ASGI servers' rows (granian aside) instead of the libraries'")
     args = parser.parse_args()
     if args.conns is None:
         args.conns = 4 if args.connect else 64
+    args.inflight = 1 if args.asgi else 4
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is missing; `apt-get install valgrind` (make instructions "
@@ -137,7 +154,8 @@ def main() -> int:
     if not LOADGEN.exists():
         print(f"error: {LOADGEN} is missing: build it with `make bench`", file=sys.stderr)
         return 1
-    names = args.only or list(SERVERS)
+    names = args.only or list(ASGI_COUNTED if args.asgi else SERVERS)
+    peer = ASGI_DEFAULT if args.asgi else PEER
     if args.connect:
         print(f"Each benchmark server on real sockets (uvloop, {args.conns} connections at a"
               " time): user-space instructions per connection (connect, upgrade, one 64 B"
@@ -152,7 +170,7 @@ def main() -> int:
         each[name] = instructions / messages
     for name in names:
         ratios = [f"{each[name] / each[other]:.2f}× {LABELS[other]}"
-                  for other in (PEER, LIMIT) if other in each and other != name]
+                  for other in (peer, LIMIT) if other in each and other != name]
         print(f"  {LABELS[name]:<24} {each[name]:>9,.0f}   {', '.join(ratios)}")
     return 0
 

@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="tidewire: compress each message on its own, so broadcast() compresses it once",
     )
+    parser.add_argument(
+        "--asgi",
+        choices=("uvicorn-tidewire", "uvicorn-sansio", "uvicorn-wsproto", "granian", "hypercorn"),
+        help="asgi_server: the ASGI server that runs the app",
+    )
     return parser.parse_args(argv)
 
 

@@ -245,20 +245,19 @@ class ASGIConnection(Connection):
 
     async def asgi_receive(self) -> Message:
         """The next ASGI event for the application."""
-        if self._connect_due:
-            self._connect_due = False
-            return {"type": "websocket.connect"}
-        disconnect = self._disconnect
-        if disconnect is None:
+        # A new dict each time: the app may keep or change what it got.
+        if self._disconnect is None and not self._connect_due:
             try:
                 message = await self.messages.get(_closed)
             except _Closed:
-                disconnect = self._disconnected()
-            else:
-                if type(message) is str:
-                    return {"type": "websocket.receive", "text": message}
-                return {"type": "websocket.receive", "bytes": message}
-        return dict(disconnect)
+                return dict(self._disconnected())
+            if type(message) is str:
+                return {"type": "websocket.receive", "text": message}
+            return {"type": "websocket.receive", "bytes": message}
+        if self._connect_due:
+            self._connect_due = False
+            return {"type": "websocket.connect"}
+        return dict(self._disconnect)  # type: ignore[arg-type]
 
     def _disconnected(self) -> dict[str, Any]:
         """The disconnect event, made once: the app closed, the peer closed,
@@ -296,7 +295,12 @@ class ASGIConnection(Connection):
         phase = self._phase
         if phase is _OPEN:
             if mtype == "websocket.send":
-                data = _payload(message)
+                # The common case inline: text, or bytes, and not the other key.
+                data = message.get("text")
+                if type(data) is not str or message.get("bytes") is not None:
+                    data = message.get("bytes")
+                    if type(data) is not bytes or message.get("text") is not None:
+                        data = _payload(message)  # checks, and says what is wrong
                 try:
                     self.send_nowait(data)
                 except ConnectionClosed as exc:
@@ -372,6 +376,9 @@ class ASGIConnection(Connection):
         self._response = None
         self._phase = _OPEN
         self.protocol.send_response(response)
+        # Its bytes are written now; an idle connection needn't keep the 101
+        # and its headers (a few hundred bytes each).
+        self.protocol.response = None
         self.logger.info(
             '%s - "WebSocket %s" [accepted]', _address_text(self.scope), _target(self.scope)
         )
