@@ -582,3 +582,19 @@ async def test_rpc_calls_the_application_backend(
         await within(client.rpc("add", [1]))
     assert (unavailable.value.code, unavailable.value.message) == (
         503, "backend unavailable, retry")
+
+
+async def test_close_runs_the_closing_handshake(make_client: MakeClient) -> None:
+    closed: asyncio.Future[tuple[int | None, str | None]] = \
+        asyncio.get_running_loop().create_future()
+
+    async def wait(ws: Any, connect: dict[str, Any]) -> None:
+        await ws.wait_closed()
+        closed.set_result((ws.close_code, ws.close_reason))
+
+    async with FakeHub(wait) as fake:
+        client = make_client(fake.url)
+        await within(client.connect())
+        await within(client.close())
+        assert await within(closed) == (1000, "close() was called")
+        assert client.state == "disconnected"

@@ -219,20 +219,21 @@ class HubClient:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection and don't reconnect. Requests waiting for a
-        reply raise ``ConnectionLost``; those waiting for the connection
-        ``NotConnected``. Subscriptions stay: ``connect()`` subscribes them again."""
-        self._stop(1000, "close() was called")
+        """Close the connection (the closing handshake, at most
+        ``connect_options["close_timeout"]``, 1 s by default) and don't
+        reconnect. Requests waiting for a reply raise ``ConnectionLost``;
+        those waiting for the connection ``NotConnected``. Subscriptions
+        stay: ``connect()`` subscribes them again."""
+        ws = self._ws
+        self._stop(1000, "close() was called", close=False)
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    raise
+            await asyncio.wait([task])
         for child in list(self._tasks):
             child.cancel()
+        if ws is not None:
+            await ws.close(1000, "close() was called")
 
     async def __aenter__(self) -> HubClient:
         await self.connect()
@@ -241,12 +242,13 @@ class HubClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _stop(self, code: int, reason: str, error: HubClientError | None = None) -> None:
+    def _stop(self, code: int, reason: str, error: HubClientError | None = None, *,
+              close: bool = True) -> None:
         """Stop for good: the application asked, or the hub said not to come back."""
         self._wanted = False
         ws = self._ws
         self._teardown(reason)
-        if ws is not None:
+        if ws is not None and close:
             ws.fail(1000, reason[:120])
         self._stop_error = error or NotConnected(reason)
         waiters, self._waiters = self._waiters, []
