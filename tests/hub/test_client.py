@@ -16,6 +16,7 @@ from tidewire.hub import Hub
 from tidewire.hub.client import (
     ClientInfo,
     DisconnectEvent,
+    HubClientError,
     HubError,
     Join,
     Leave,
@@ -598,3 +599,76 @@ async def test_close_runs_the_closing_handshake(make_client: MakeClient) -> None
         await within(client.close())
         assert await within(closed) == (1000, "close() was called")
         assert client.state == "disconnected"
+
+
+async def test_redis_restart_under_a_steady_stream_loses_and_doubles_nothing(
+    redis_url: str, make_client: MakeClient
+) -> None:
+    """Another node publishes all along, never more than 50 ahead of what the
+    client has (so the gap stays inside the history of 100) while the
+    client's node stops and starts again on the same port."""
+    total, ahead = 300, 50
+    port = free_port()
+    received: list[int] = []
+    progress = asyncio.Event()
+
+    async def publisher(node: Hub) -> None:
+        for n in range(1, total + 1):
+            while len(received) < n - ahead:
+                progress.clear()
+                await progress.wait()
+            await node.publish("chat:steady", json.dumps(n))
+
+    async with Hub(_config(redis_url, 0)) as other:
+        node: Hub | None = Hub(_config(redis_url, port))
+        await within(node.start())
+        try:
+            client = make_client(url(port))
+            await within(client.connect())
+            sub = client.subscribe("chat:steady")
+            await within(sub.wait_subscribed())
+            publishing = asyncio.ensure_future(publisher(other))
+            contexts: list[SubscribedContext] = []
+
+            async def read() -> None:
+                nonlocal node
+                async for event in sub.events():
+                    if isinstance(event, SubscribedContext):
+                        contexts.append(event)
+                    elif isinstance(event, Publication):
+                        received.append(event.data)
+                        progress.set()
+                        if len(received) == 100:  # mid-stream: restart the client's node
+                            stopping, node = node, None
+                            assert stopping is not None
+                            await stopping.close()
+                            node = Hub(_config(redis_url, port))
+                            await node.start()
+                        if len(received) == total:
+                            return
+
+            await within(read(), 30)
+            await within(publishing)
+        finally:
+            if node is not None:
+                await within(node.close())
+    assert received == list(range(1, total + 1))
+    assert [(c.resubscribed, c.recovered) for c in contexts] == [(False, False), (True, True)]
+
+
+async def test_a_malformed_connect_reply_ends_the_client_with_a_clear_error(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tidewire
+
+    async def handler(ws: Any) -> None:
+        request = json.loads(await ws.recv())
+        await ws.send(json.dumps({"id": request["id"], "result": {"hello": "world"}}))
+        await ws.wait_closed()
+
+    async with tidewire.serve(handler, "127.0.0.1", 0) as server:
+        client = make_client(url(server.port))
+        with pytest.raises(HubClientError, match="the client failed"):
+            await within(client.connect())
+        assert client.state == "disconnected"
+    assert "the hub client failed" in caplog.text

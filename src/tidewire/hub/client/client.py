@@ -214,6 +214,7 @@ class HubClient:
             self._stop_error = None
             self._set_state("connecting")
             self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task.add_done_callback(self._run_ended)
         await self._wait_connected()
         assert self._session is not None
         return self._session
@@ -267,6 +268,17 @@ class HubClient:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
+
+    def _run_ended(self, task: asyncio.Task[None]) -> None:
+        """A failure of the client itself ends it, loudly, rather than leave
+        its callers waiting."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error("the hub client failed: %r", exc)  # the traceback is the error's cause
+        error = HubClientError(f"the client failed: {exc!r}")
+        error.__cause__ = exc
+        self._stop(LOST, str(error), error)
 
     async def _run(self) -> None:
         while self._wanted:
