@@ -672,3 +672,21 @@ async def test_a_malformed_connect_reply_ends_the_client_with_a_clear_error(
             await within(client.connect())
         assert client.state == "disconnected"
     assert "the hub client failed" in caplog.text
+
+
+async def test_every_reader_of_a_subscription_sees_its_end(
+    hub: Hub, make_client: MakeClient
+) -> None:
+    client = make_client(url(hub))
+    await within(client.connect())
+    sub = client.subscribe("chat:room")
+    await within(sub.wait_subscribed())
+    readers = [asyncio.ensure_future(_drain(sub)) for _ in range(2)]
+    await asyncio.sleep(0)  # both readers wait on the subscription
+    await within(sub.unsubscribe())
+    assert await within(asyncio.gather(*readers)) == [[], []]
+    assert [p async for p in sub] == []  # and a reader that comes later
+
+
+async def _drain(sub: Any) -> list[Any]:
+    return [p async for p in sub]

@@ -106,13 +106,12 @@ class Subscription:
     async def events(self) -> AsyncIterator[SubscriptionEvent]:
         """Every event of the subscription, in order; see the class."""
         while True:
-            if self._end is not None and self._queue.empty():
-                if self._end.error is not None:
-                    raise self._end.error
-                return
             item = await self._queue.get()
             if isinstance(item, _End):
-                continue  # the check above ends the loop
+                self._queue.put_nowait(item)  # for every other reader, and the next one
+                if item.error is not None:
+                    raise item.error
+                return
             yield item
 
     async def wait_subscribed(self) -> SubscribedContext:
