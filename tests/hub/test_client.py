@@ -690,3 +690,19 @@ async def test_every_reader_of_a_subscription_sees_its_end(
 
 async def _drain(sub: Any) -> list[Any]:
     return [p async for p in sub]
+
+
+async def test_connect_proxy_sees_the_cookie_and_the_data(
+    make_hub: MakeHub, make_client: MakeClient, backend: Any
+) -> None:
+    from tidewire.hub import ProxyConfig
+
+    backend.answers["connect"] = lambda body: {"result": {
+        "user": "ada", "data": {"echo": body.get("data")}}}
+    hub = await make_hub(proxy=ProxyConfig(connect=backend.url("connect"), headers=("Cookie",)))
+    client = make_client(url(hub), data={"page": "home"},
+                         connect_options={"additional_headers": {"Cookie": "session=s1"}})
+    session = await within(client.connect())
+    assert (session.user, session.data) == ("ada", {"echo": {"page": "home"}})
+    call = await within(backend.next("connect"))
+    assert call.headers.get("Cookie") == "session=s1"
