@@ -87,6 +87,14 @@ async def take(events: AsyncIterator[SubscriptionEvent] | Subscription,
     return [await within(anext(iterator)) for _ in range(n)]
 
 
+async def subscribed(client: HubClient, channel: str, **options: Any) -> Subscription:
+    """Connect ``client`` and subscribe it to ``channel``; the subscription, confirmed."""
+    await within(client.connect())
+    sub = client.subscribe(channel, **options)
+    await within(sub.wait_subscribed())
+    return sub
+
+
 def datas(items: list[Any]) -> list[Any]:
     return [item.data for item in items if isinstance(item, Publication)]
 

@@ -36,6 +36,7 @@ from .client_helpers import (
     make_backend_fixture,  # noqa: F401 - the fixture make_backend
     make_client_fixture,  # noqa: F401 - the fixture make_client
     requests,
+    subscribed,
     take,
     url,
 )
@@ -545,9 +546,7 @@ async def test_close_fails_waiting_requests_and_keeps_subscriptions(
     hub: Hub, make_client: MakeClient
 ) -> None:
     client = make_client(url(hub))
-    await within(client.connect())
-    sub = client.subscribe("chat:room")
-    await within(sub.wait_subscribed())
+    sub = await subscribed(client, "chat:room")
     await within(client.close())
     assert client.state == "disconnected" and client.session is None
     with pytest.raises(NotConnected):
@@ -678,9 +677,7 @@ async def test_every_reader_of_a_subscription_sees_its_end(
     hub: Hub, make_client: MakeClient
 ) -> None:
     client = make_client(url(hub))
-    await within(client.connect())
-    sub = client.subscribe("chat:room")
-    await within(sub.wait_subscribed())
+    sub = await subscribed(client, "chat:room")
     readers = [asyncio.ensure_future(_drain(sub)) for _ in range(2)]
     await asyncio.sleep(0)  # both readers wait on the subscription
     await within(sub.unsubscribe())
