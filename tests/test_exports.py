@@ -37,3 +37,24 @@ def test_sync_has_the_names_of_asyncio() -> None:
 def test_exceptions_share_one_root() -> None:
     for name in tidewire.exceptions.__all__:
         assert issubclass(getattr(tidewire.exceptions, name), tidewire.TidewireError)
+
+
+HUB_CLIENT = {
+    "HubClient", "Subscription", "Backend", "AsyncBackend", "backoff", "TokenGetter",
+    "SubscriptionTokenGetter", "HubClientError", "HubError", "BackendError", "RequestTimeout",
+    "ConnectionLost", "NotConnected", "TokenError", "State", "SubscriptionState", "Position",
+    "ClientInfo", "Publication", "Session", "SubscribedContext", "Join", "Leave",
+    "Unsubscribed", "SubscriptionEvent", "DisconnectEvent", "HistoryResult", "PresenceStats",
+    "Published",
+}
+
+
+def test_hub_client_exports_are_pinned_and_resolve() -> None:
+    import tidewire.hub.client as client
+    import tidewire.hub.client.errors as errors
+
+    assert set(client.__all__) == HUB_CLIENT
+    for name in client.__all__:
+        assert getattr(client, name) is not None, name
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), tidewire.TidewireError)

@@ -25,3 +25,25 @@ def test_sync_layer_imports_no_asyncio() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_hub_client_uses_no_server_module_of_the_hub() -> None:
+    """tidewire.hub.client stands on tidewire.asyncio's public API: it never
+    imports the hub's server side, so the two meet only on the wire."""
+    import ast
+    from pathlib import Path
+
+    import tidewire.hub.client as client
+
+    folder = Path(client.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                # ``from ... import asyncio`` (tidewire) is fine; ``from .. import
+                # app`` or ``from ..session import ...`` (tidewire.hub) is not.
+                assert node.level >= 3, f"{path.name} imports the hub: {ast.dump(node)}"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                    node.module or ""]
+                for name in names:
+                    assert not name.startswith("tidewire.hub"), f"{path.name} imports {name}"

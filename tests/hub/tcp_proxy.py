@@ -1,4 +1,5 @@
-"""A TCP proxy for tests, whose connections can go silent without closing."""
+"""A TCP proxy for tests, whose connections can go silent without closing,
+be cut, or be held before they reach the target."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._flows: list[_Flow] = []
+        self._open = asyncio.Event()
+        self._open.set()
+        self._closing = False
 
     async def __aenter__(self) -> Proxy:
         self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
@@ -30,6 +34,8 @@ class Proxy:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
+        self._closing = True
+        self._open.set()
         self._server.close()
         for flow in self._flows:
             for writer in flow.writers:
@@ -44,7 +50,25 @@ class Proxy:
         for flow in self._flows:
             flow.silent = True
 
+    def cut(self) -> None:
+        """Close every connection open now, both ways, as a network drop does."""
+        for flow in self._flows:
+            for writer in flow.writers:
+                writer.transport.abort()
+        self._flows.clear()
+
+    def hold(self) -> None:
+        """Accept new connections but pass nothing until ``release()``."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._open.wait()
+        if self._closing:
+            writer.close()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
