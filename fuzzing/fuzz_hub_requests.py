@@ -22,13 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib
 import json
 from typing import Any
 
-from fuzzing.harness import fuzz
 from fuzzing.hostile import Json, member, obj
-from fuzzing.hub_rig import API_KEY, SECRET, Rig, Socket
+from fuzzing.hub_rig import API_KEY, SECRET, Rig, Socket, fuzz_hub
 from fuzzing.source import Source
 from tests.jsoncheck import strict_json
 
@@ -238,11 +236,7 @@ def seeds() -> dict[str, bytes]:
 
 
 def main() -> None:
-    def load() -> None:
-        importlib.import_module("tidewire.hub")
-        importlib.import_module("tidewire.hub.memory")
-
-    fuzz(test_one_input, load)
+    fuzz_hub(test_one_input)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,16 @@ traceback, or if a task's exception went unseen.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Any
 
+from fuzzing.harness import fuzz
 from tests.jsoncheck import strict_json
 
-__all__ = ["SECRET", "API_KEY", "configs", "Socket", "Rig", "check_sent"]
+__all__ = ["SECRET", "API_KEY", "configs", "Socket", "Rig", "check_sent", "fuzz_hub"]
 
 SECRET = "fuzz-token-secret-of-at-least-32-bytes"
 API_KEY = "fuzz-api-key"
@@ -175,3 +177,17 @@ class Rig:
             assert record.exc_info is None or record.levelno <= logging.DEBUG, record.getMessage()
         for text in self.sent:
             check_sent(text)
+
+
+# Imported before atheris instruments the rest: instrumenting them costs
+# about a minute of start-up, and the coverage that counts is the hub's.
+LIBRARIES = ["asyncio", "json", "email.parser", "http.client", "urllib.request", "tomllib",
+             "aiohttp", "jwt", "prometheus_client"]
+
+
+def fuzz_hub(test_one_input: Callable[[bytes], None]) -> None:
+    """A hub harness's ``main()``: fuzz with tidewire instrumented."""
+    for name in LIBRARIES:
+        importlib.import_module(name)
+    fuzz(test_one_input, lambda: [importlib.import_module(name) for name in
+                                  ("tidewire.hub", "tidewire.hub.memory")])
