@@ -24,7 +24,7 @@ import asyncio
 import json
 
 from fuzzing.hostile import Json, member, obj
-from fuzzing.hub_rig import API_KEY, Rig, Socket, fuzz_hub
+from fuzzing.hub_rig import API_KEY, Rig, fuzz_hub
 from fuzzing.source import Source
 from tests.jsoncheck import strict_json
 
@@ -149,8 +149,7 @@ def test_one_input(data: bytes) -> None:
     raw = [writer.request() for _ in range(1 + src.byte() % 4)]
     rig = Rig()
     hub = rig.hub
-    ws = Socket([])
-    session = rig.session(ws)
+    session = rig.session(rig.socket([]))
     session.connected = True  # as alice, with client id c1, as if she had connected
     session.client = type(session.client)("c1", "alice")
 

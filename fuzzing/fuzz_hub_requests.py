@@ -26,7 +26,7 @@ import json
 from typing import Any
 
 from fuzzing.hostile import Json, member, obj
-from fuzzing.hub_rig import API_KEY, SECRET, Rig, Socket, fuzz_hub
+from fuzzing.hub_rig import API_KEY, SECRET, Rig, fuzz_hub
 from fuzzing.source import Source
 from tests.jsoncheck import strict_json
 
@@ -39,7 +39,7 @@ FIELDS = ["channel", "since", "presence", "token", "api_key", "info", "server_su
           "data", "method", "limit", "epoch", "offset", "op", "id"]
 CHANNELS = ["chat:lobby", "news:today", "private:room", "proxied:x", "nons:x", "plain",
             "chat:\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9" * 12, "chat:a\tb",
-            "chat:" + "x" * 260]
+            "chat:" + "x" * 260, "nons:" + "\u00e9" * 100]
 OP_FIELDS = {
     "connect": ["token", "info", "server_subs", "data"],
     "subscribe": ["channel", "since", "presence", "token"],
@@ -215,7 +215,7 @@ def test_one_input(data: bytes) -> None:
     hub = rig.hub
     hub.proxy = Backend(rig.config, hub.metrics)
     hub.proxy._session = object()  # calls reach _post; no HTTP session is made
-    session = rig.session(Socket(messages))
+    session = rig.session(rig.socket(messages))
 
     async def body() -> None:
         hub.sessions.add(session)

@@ -58,6 +58,7 @@ class Socket:
     def __init__(self, messages: list[str | bytes]) -> None:
         self.messages = messages
         self.closed: tuple[int, str] | None = None
+        self.refused: list[str] = []  # closes the real connection would refuse
         self.request = None
         self.remote_address = ("127.0.0.1", 4242)
         self.id = "fuzz"
@@ -80,9 +81,11 @@ class Socket:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         from tidewire.protocol.frames import check_close_code
 
-        # What the real connection's close() would refuse with a ValueError.
-        assert check_close_code(code), f"invalid close code {code}"
-        assert len(reason.encode()) <= 123, f"close reason over 123 bytes: {reason!r}"
+        # What the real connection's close() refuses with a ValueError, often
+        # in a task whose exception nobody reads: kept, for run() to fail on.
+        if not check_close_code(code) or len(reason.encode()) > 123:
+            self.refused.append(f"close({code}, {reason!r})")
+            raise ValueError(self.refused[-1])
         if self.closed is None:
             self.closed = (code, reason)
 
@@ -121,6 +124,11 @@ class Rig:
         self.config = configs()[proxied]
         self.hub = Hub(self.config, broker=MemoryBroker())
         self.sent: list[str] = []
+        self.sockets: list[Socket] = []
+
+    def socket(self, messages: list[str | bytes]) -> Socket:
+        self.sockets.append(Socket(messages))
+        return self.sockets[-1]
 
     def session(self, ws: Socket) -> Any:
         """A ``Session`` of the hub on ``ws`` whose writes are kept."""
@@ -172,6 +180,8 @@ class Rig:
             logger.removeHandler(logged)
             logger.setLevel(level)
         assert not failures, failures[0].get("message")  # e.g. a task's exception
+        for ws in self.sockets:
+            assert not ws.refused, f"the hub asked for an invalid {ws.refused[0]}"
         for record in logged.records:
             assert record.levelno < logging.ERROR, record.getMessage()
             assert record.exc_info is None or record.levelno <= logging.DEBUG, record.getMessage()
