@@ -21,9 +21,9 @@ hold for every request:
 from __future__ import annotations
 
 import asyncio
-import json
 
-from fuzzing.hostile import Json, member, obj
+from fuzzing import hostile
+from fuzzing.hostile import member, obj
 from fuzzing.hub_rig import API_KEY, Rig, fuzz_hub
 from fuzzing.source import Source
 from tests.jsoncheck import strict_json
@@ -52,17 +52,10 @@ GOOD_CHANNELS = ["chat:lobby", "news:today", "private:room", "nons:x", "plain"]
 STATUSES = set(range(200, 300)) | set(range(400, 500)) | {503}
 
 
-class Writer:
+class Writer(hostile.Writer):
     """Makes the requests of one input."""
 
-    def __init__(self, src: Source) -> None:
-        self.src = src
-        self.json = Json(src)
-
-    def channel(self) -> str:
-        if self.src.byte() < 200:
-            return json.dumps(self.src.pick(GOOD_CHANNELS))
-        return self.json.value()
+    CHANNELS = GOOD_CHANNELS
 
     def target(self, path: str) -> str:
         src = self.src

@@ -25,7 +25,8 @@ import hmac
 import json
 from typing import Any
 
-from fuzzing.hostile import Json, member, obj
+from fuzzing import hostile
+from fuzzing.hostile import member, obj
 from fuzzing.hub_rig import API_KEY, SECRET, Rig, fuzz_hub
 from fuzzing.source import Source
 from tests.jsoncheck import strict_json
@@ -63,17 +64,10 @@ def jwt_of(claims: str, good: bool) -> str:
     return head + "." + b64(hmac.new(key, head.encode(), hashlib.sha256).digest())
 
 
-class Writer:
+class Writer(hostile.Writer):
     """Makes the messages of one session from the input."""
 
-    def __init__(self, src: Source) -> None:
-        self.src = src
-        self.json = Json(src)
-
-    def channel(self) -> str:
-        if self.src.byte() < 200:
-            return json.dumps(self.src.pick(CHANNELS))
-        return self.json.value()
+    CHANNELS = CHANNELS
 
     def position(self) -> str:
         b = self.src.byte()

@@ -14,7 +14,7 @@ import json
 
 from fuzzing.source import Source
 
-__all__ = ["Json", "member", "obj"]
+__all__ = ["Json", "Writer", "member", "obj"]
 
 NUMBERS = [
     "0", "-0", "1", "-1", "42", "0.5", "-0.0", "1e3", "1E-7", "2.5e+2",
@@ -94,6 +94,22 @@ class Json:
             name = self.string() if self.src.byte() < 200 else '"dup"'
             members.append(f"{name}:{self.value(depth + 1)}")
         return "{" + ",".join(members) + "}"
+
+
+class Writer:
+    """The base of a harness's writer: ``channel()`` is mostly one of
+    ``CHANNELS``, the names that reach the hub's namespaces."""
+
+    CHANNELS: list[str] = []
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.json = Json(src)
+
+    def channel(self) -> str:
+        if self.src.byte() < 200:
+            return json.dumps(self.src.pick(self.CHANNELS))
+        return self.json.value()
 
 
 def member(name: str, value: str) -> str:
