@@ -238,6 +238,9 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
     ("connect", {"result": {"user": 42}}, "invalid"),
     ("connect", {"result": {"user": "u", "expire_at": "soon"}}, "invalid"),
     ("connect", {"result": {"user": "u", "expire_at": -1}}, "invalid"),
+    # Finite, but beyond what the connect reply's "expires" can carry exactly.
+    ("connect", {"result": {"user": "u", "expire_at": 1.7976931348623157e308}}, "invalid"),
+    ("connect", {"result": {"user": "u", "expire_at": 2**53}}, "invalid"),
     ("connect", {"result": {"user": "u", "info": "Ada"}}, "invalid"),
     ("connect", {"result": {"user": "u", "info": {"blob": "x" * 2000}}}, "invalid"),
     ("connect", {"result": {"user": "u", "channels": "chat:x"}}, "invalid"),

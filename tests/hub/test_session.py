@@ -245,16 +245,18 @@ async def test_token_info_shows_in_presence(hub: Hub) -> None:
         (lambda: jwt.encode({"sub": "x"}, "another-secret-" + "x" * 32, algorithm="HS256"),
          "invalid token"),
         (lambda: jwt.encode({"name": "x"}, SECRET, algorithm="HS256"), "invalid token"),
+        # A message of 120 characters but over 123 bytes: the close reason is cut by bytes.
+        (lambda: token("x", channels_subscribe=["nowhere:" + "\u00e9" * 100]), "no namespace"),
     ],
-    ids=["expired", "garbage", "wrong-secret", "no-sub"],
+    ids=["expired", "garbage", "wrong-secret", "no-sub", "long-non-ascii-message"],
 )
 async def test_bad_token_gets_401_then_close_4500(hub: Hub, bad: object, needle: str) -> None:
     client = await Client.open(hub, connect=False)
     await client.send({"id": 1, "op": "connect", "token": bad()})  # type: ignore[operator]
     reply = await client._read()
     assert reply["error"]["code"] == 401 and needle in reply["error"]["message"]
-    code, _ = await client.closed()
-    assert code == 4500
+    code, reason = await client.closed()
+    assert code == 4500 and reason and reply["error"]["message"].startswith(reason)
 
 
 async def test_wrong_api_key_gets_401_then_close_4500(hub: Hub) -> None:

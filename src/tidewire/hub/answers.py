@@ -13,13 +13,12 @@ client unless it is JSON a browser can parse (no NaN, no lone surrogate).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from .auth import encode_info
 from .config import HubConfig
-from .strictjson import Refused, check, parse
+from .strictjson import MAX_INTEGER, Refused, check, parse
 from .wire import RequestError, channel_name
 
 __all__ = [
@@ -191,9 +190,12 @@ def _expire_at(result: dict[str, Any]) -> float | None:
     value = result.get("expire_at")
     if value is None:
         return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-            or not math.isfinite(value)):
-        raise InvalidAnswer("invalid", "result.expire_at must be Unix seconds (a number above 0)")
+    # At most 2**53 - 1, as a token's exp: clients get it back as a JSON number.
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_INTEGER):
+        raise InvalidAnswer(
+            "invalid", f"result.expire_at must be Unix seconds (a number from 0 to {MAX_INTEGER})"
+        )
     return float(value)
 
 

@@ -360,7 +360,8 @@ class Session:
     def _refuse(self, request: Request, message: str) -> NoReturn:
         """A bad credential: say why, then close with 4500 (don't reconnect)."""
         self.write(error_reply(request.id, Code.UNAUTHORIZED, message))
-        self._close_soon(Close.INVALID_TOKEN, message[:120])
+        # A close reason is at most 123 bytes: cut by bytes, not characters.
+        self._close_soon(Close.INVALID_TOKEN, message.encode()[:123].decode(errors="ignore"))
         raise _Answered
 
     def _namespace(self, channel: str, *, subscribe: bool) -> Namespace:
