@@ -19,7 +19,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from tidewire.hub import ClientInfo, Hub, Position, Publication
+from tidewire.hub import BrokerUnavailable, ClientInfo, Hub, Position, Publication, ToPublish
 from tidewire.hub import redisbroker as redis_module
 from tidewire.hub.redisbroker import RedisBroker
 
@@ -334,6 +334,13 @@ async def test_redis_down_then_back(own_redis: RedisServer, make_node: MakeNode,
     with pytest.raises(Exception) as refused:
         await writer.request("publish", channel="chat:f", data="lost?")
     assert getattr(refused.value, "code", None) == 503
+    for i in range(3):  # together, as one batch: each gets its 503, in order
+        writer.ws.send_nowait(json.dumps({"id": f"b{i}", "op": "publish",
+                                          "channel": "chat:f", "data": i}))
+    for i in range(3):
+        reply = await writer._read()
+        assert reply["id"] == f"b{i}" and reply["error"]["code"] == 503
+        assert "broker unavailable" in reply["error"]["message"]
     assert await subscriber.request("ping") == {}  # local connections stay open
     newcomer = await Client.open(b)
     with pytest.raises(Exception) as no_subscribe:
@@ -573,6 +580,40 @@ async def test_publications_carry_offsets_in_a_sink(redis_url: str) -> None:
         ]
     finally:
         await broker.close()
+
+
+async def test_a_batch_of_publications_keeps_its_order_and_fails_one_by_one(
+    redis_url: str,
+) -> None:
+    broker = RedisBroker(redis_url)
+    await broker.start(lambda channel, event: None)
+    conn = redis.Redis.from_url(redis_url, decode_responses=True)
+    batch = [ToPublish("a", '"1"', None, 10, 60), ToPublish("b", '"x"', None, 10, 60),
+             ToPublish("a", '"2"', None, 10, 60)]
+
+    def offsets(results: list[Position | BrokerUnavailable]) -> list[int | str]:
+        return [r.offset if isinstance(r, Position) else str(r) for r in results]
+
+    try:
+        assert offsets(await broker.publish_many(batch)) == [1, 1, 2]
+        # Redis forgot the script: the batch is sent again once it is loaded.
+        conn.script_flush()
+        assert offsets(await broker.publish_many(batch)) == [3, 2, 4]
+        # One publication Redis refuses (its history isn't a list) fails alone.
+        conn.set("tidewire:h:b", "not a list")
+        results = offsets(await broker.publish_many(batch))
+        assert results[0::2] == [5, 6]
+        assert "Redis refused to publish" in str(results[1])
+        history = await broker.history("a")
+        assert [(p.offset, p.data) for p in history.publications] == [
+            (1, '"1"'), (2, '"2"'), (3, '"1"'), (4, '"2"'), (5, '"1"'), (6, '"2"')
+        ]
+    finally:
+        conn.close()
+        await broker.close()
+    # Closed: every publication of the batch says the broker is unavailable.
+    results = await broker.publish_many(batch)
+    assert all(isinstance(r, BrokerUnavailable) for r in results)
 
 
 async def test_renewal_does_not_bring_back_a_removed_client(redis_url: str) -> None:

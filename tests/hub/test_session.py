@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import jwt
 import pytest
@@ -96,6 +97,42 @@ async def test_replies_come_in_the_order_of_requests(hub: Hub) -> None:
     ids = [(await client._read())["id"] for _ in range(20)]
     assert ids == [f"r{i}" for i in range(20)]
     await client.close()
+
+
+async def test_publishes_sent_together_go_to_the_broker_together_replies_in_order(
+    hub: Hub,
+) -> None:
+    """A backend's publishes that arrive together reach the broker as one batch
+    (one round trip on Redis); the replies keep the order of the requests, an
+    error and another request between them included."""
+    subscriber = await Client.open(hub)
+    await subscriber.request("subscribe", channel="chat:batch")
+    backend = await Client.open(hub, api_key=API_KEY)
+    batches: list[int] = []
+    publish_many = hub.broker.publish_many
+
+    async def counted(batch: Any) -> Any:
+        batches.append(len(batch))
+        return await publish_many(batch)
+
+    hub.broker.publish_many = counted  # type: ignore[method-assign]
+    requests: list[dict[str, Any]] = [
+        {"id": i, "op": "publish", "channel": "chat:batch", "data": i} for i in range(12)
+    ]
+    requests[4] = {"id": 4, "op": "publish", "channel": "nowhere:x", "data": 4}
+    requests[7] = {"id": 7, "op": "ping"}
+    for request in requests:  # in one turn of the loop: the hub reads them together
+        backend.ws.send_nowait(json.dumps(request))
+    replies = [await backend._read() for _ in requests]
+    assert [r["id"] for r in replies] == list(range(12))
+    assert replies[4]["error"]["code"] == 404
+    assert replies[7]["result"] == {}
+    published = [i for i in range(12) if i not in (4, 7)]
+    assert [replies[i]["result"]["offset"] for i in published] == list(range(1, 11))
+    assert await subscriber.pubs(10) == published
+    assert max(batches) > 1 and sum(batches) == 10
+    await backend.close()
+    await subscriber.close()
 
 
 # Subscriptions and publications.

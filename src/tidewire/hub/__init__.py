@@ -17,6 +17,7 @@ from .broker import (
     Leave,
     Position,
     Publication,
+    ToPublish,
 )
 from .config import ConfigError, HubConfig, Namespace, ProxyConfig, load_config
 from .memory import MemoryBroker
@@ -39,4 +40,5 @@ __all__ = [
     "Leave",
     "Position",
     "Publication",
+    "ToPublish",
 ]

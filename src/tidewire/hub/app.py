@@ -15,12 +15,24 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
 from .. import asyncio as tw
 from ..protocol import DeflateOptions, Request, Response
-from .broker import Broker, ClientInfo, Control, Event, History, Position, Publication, Reset
+from .broker import (
+    Broker,
+    BrokerUnavailable,
+    ClientInfo,
+    Control,
+    Event,
+    History,
+    Position,
+    Publication,
+    Reset,
+    ToPublish,
+)
 from .config import ConfigError, HubConfig, Namespace
 from .httpapi import HttpApi
 from .memory import MemoryBroker
@@ -240,6 +252,13 @@ class Hub:
         )
         self.metrics.publications += 1
         return pos
+
+    async def publish_many(self, batch: Sequence[ToPublish]) -> list[Position | BrokerUnavailable]:
+        """Publish each of ``batch`` in order, in one batch of the broker's; a
+        failure is its entry in the list."""
+        results = await self.broker.publish_many(batch)
+        self.metrics.publications += sum(isinstance(r, Position) for r in results)
+        return results
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         """How many clients are subscribed to ``channel``, and how many distinct

@@ -11,6 +11,9 @@ here, so that a broker plugs in without changes to the hub:
 - ``listen(channel)`` / ``unlisten(channel)``: the node has its first
   subscriber to ``channel`` / has lost its last one;
 - ``publish``, ``history``, ``presence_add``, ``presence_remove``, ``presence``;
+- ``publish_many``: several publications in order, as one batch where the
+  broker can (Redis: one pipeline, one round trip); by default ``publish``
+  for each;
 - ``control(message)``: hand ``message`` to every node's sink as a ``Control``,
   this node's included (server-side subscriptions made on one node act on all).
 
@@ -21,6 +24,7 @@ which the hub answers with 503 rather than accepting and then losing a message.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +43,7 @@ __all__ = [
     "Position",
     "Publication",
     "Reset",
+    "ToPublish",
     "select_history",
 ]
 
@@ -82,6 +87,17 @@ class Publication:
     data: str
     sender: ClientInfo | None = None
     time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToPublish:
+    """One publication of a ``publish_many`` batch: ``publish``'s arguments."""
+
+    channel: str
+    data: str
+    sender: ClientInfo | None = None
+    history_size: int = 0
+    history_ttl: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +196,23 @@ class Broker(abc.ABC):
         """Give ``data`` the channel's next offset, keep it in the channel's
         history (at most ``history_size`` entries, ``history_ttl`` seconds),
         deliver it to every listening node; return its position."""
+
+    async def publish_many(
+        self, batch: Sequence[ToPublish]
+    ) -> list[Position | BrokerUnavailable]:
+        """Publish each of ``batch`` in order, as ``publish`` does; the list
+        holds each one's position, or the ``BrokerUnavailable`` it failed with.
+        One caller's publications keep their order of offsets in a channel."""
+        out: list[Position | BrokerUnavailable] = []
+        for item in batch:
+            try:
+                out.append(await self.publish(
+                    item.channel, item.data, sender=item.sender,
+                    history_size=item.history_size, history_ttl=item.history_ttl,
+                ))
+            except BrokerUnavailable as exc:
+                out.append(exc)
+        return out
 
     @abc.abstractmethod
     async def history(

@@ -12,9 +12,11 @@ import asyncio
 import secrets
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from .broker import (
     Broker,
+    BrokerUnavailable,
     ClientInfo,
     Control,
     EventSink,
@@ -23,6 +25,7 @@ from .broker import (
     Leave,
     Position,
     Publication,
+    ToPublish,
     select_history,
 )
 
@@ -113,6 +116,18 @@ class MemoryBroker(Broker):
         history_size: int = 0,
         history_ttl: float = 0.0,
     ) -> Position:
+        return self._publish(channel, data, sender, history_size, history_ttl)
+
+    async def publish_many(
+        self, batch: Sequence[ToPublish]
+    ) -> list[Position | BrokerUnavailable]:
+        return [
+            self._publish(p.channel, p.data, p.sender, p.history_size, p.history_ttl)
+            for p in batch
+        ]
+
+    def _publish(self, channel: str, data: str, sender: ClientInfo | None,
+                 history_size: int, history_ttl: float) -> Position:
         state = self._channel(channel)
         state.offset += 1
         pub = Publication(state.offset, data, sender, time.time())

@@ -39,6 +39,7 @@ import math
 import random
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -46,7 +47,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
+    from redis.exceptions import NoScriptError, RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -66,6 +67,7 @@ from .broker import (
     Position,
     Publication,
     Reset,
+    ToPublish,
     select_history,
 )
 from .redisurl import hide_password, redis_client
@@ -342,13 +344,69 @@ class RedisBroker(Broker):
         history_size: int = 0,
         history_ttl: float = 0.0,
     ) -> Position:
-        body = _body(time.time(), sender, data)
-        epoch, offset = await self._call(self._publish(
-            keys=[self._key("m", channel), self._key("h", channel)],
-            args=[secrets.token_urlsafe(6), self._key("c", channel), body, history_size,
-                  int(history_ttl * 1000), int(META_TTL * 1000)],
-        ), "publish")
+        item = ToPublish(channel, data, sender, history_size, history_ttl)
+        keys, args = self._publish_args(item, time.time())
+        epoch, offset = await self._call(self._publish(keys=keys, args=args), "publish")
         return Position(epoch, int(offset))
+
+    def _publish_args(self, item: ToPublish, at: float) -> tuple[list[str], list[Any]]:
+        """The publish script's KEYS and ARGV for ``item``, accepted at ``at``."""
+        channel = item.channel
+        return [self._key("m", channel), self._key("h", channel)], [
+            secrets.token_urlsafe(6), self._key("c", channel),
+            _body(at, item.sender, item.data), item.history_size,
+            int(item.history_ttl * 1000), int(META_TTL * 1000),
+        ]
+
+    async def publish_many(
+        self, batch: Sequence[ToPublish]
+    ) -> list[Position | BrokerUnavailable]:
+        """One pipeline on one connection: Redis runs the scripts in the
+        batch's order, for one round trip instead of one each."""
+        if len(batch) < 2:
+            return await super().publish_many(batch)
+        at = time.time()
+        answers = await self._publish_pipeline(batch, at)
+        lost = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if lost:
+            # Redis forgot the script (restarted, or SCRIPT FLUSH): none of
+            # those ran, so they are sent again once it is loaded.
+            try:
+                await self._call(self._redis.script_load(_PUBLISH), "publish")
+            except BrokerUnavailable as exc:
+                for i in lost:
+                    answers[i] = BrokerUnavailable(str(exc))
+            else:
+                again = await self._publish_pipeline([batch[i] for i in lost], at)
+                for i, answer in zip(lost, again, strict=True):
+                    answers[i] = answer
+        out: list[Position | BrokerUnavailable] = []
+        for answer in answers:
+            if isinstance(answer, BrokerUnavailable):
+                out.append(answer)
+            elif isinstance(answer, Exception):
+                logger.warning("Redis refused to publish: %s", answer)
+                out.append(BrokerUnavailable(f"Redis refused to publish: {answer}"))
+            else:
+                out.append(Position(answer[0], int(answer[1])))
+        return out
+
+    async def _publish_pipeline(self, batch: Sequence[ToPublish], at: float) -> list[Any]:
+        """Each publication's answer: the script's, or the exception it got."""
+        sha = self._publish.sha
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in batch:
+                    keys, args = self._publish_args(item, at)
+                    # evalsha, not the script object: a pipeline of those
+                    # would first ask Redis whether it has the script.
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                answers: list[Any] = await self._call(
+                    pipe.execute(raise_on_error=False), "publish"
+                )
+                return answers
+        except BrokerUnavailable as exc:
+            return [BrokerUnavailable(str(exc)) for _ in batch]
 
     async def history(
         self, channel: str, *, since: Position | None = None, limit: int | None = None

@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import asyncio as tw
@@ -31,7 +32,16 @@ from .auth import (
     check_token,
     encode_info,
 )
-from .broker import BrokerUnavailable, ClientInfo, History, Join, Leave, Position, Publication
+from .broker import (
+    BrokerUnavailable,
+    ClientInfo,
+    History,
+    Join,
+    Leave,
+    Position,
+    Publication,
+    ToPublish,
+)
 from .config import Namespace
 from .proxy import UNAVAILABLE, BackendUnavailable, headers_of
 from .wire import (
@@ -102,10 +112,11 @@ class Session:
         metrics = self.hub.metrics
         try:
             async for message in self.ws:
-                metrics.messages_in += 1
-                metrics.bytes_in += len(message.encode() if isinstance(message, str) else message)
+                # With what came along (at most the queue's high-water mark),
+                # so that publishes that came together go to the broker together.
+                queued = self.ws.messages.take_all()
                 async with self._lock:
-                    await self._handle(message)
+                    await self._serve([message, *queued] if queued else [message])
                 await self.ws.drain()
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == Close.SLOW_CONSUMER:
@@ -163,25 +174,55 @@ class Session:
 
     # Requests.
 
-    async def _handle(self, message: str | bytes) -> None:
-        rid: Any = None
-        what = "a request"
+    async def _serve(self, messages: list[str | bytes]) -> None:
+        """Answer ``messages``, in order. Consecutive publishes that can go
+        straight to the broker wait in ``batch`` and go to it in one call (one
+        round trip on Redis); a reply already known, an error, waits there
+        too, so that replies keep the order of the requests."""
+        metrics = self.hub.metrics
+        batch: list[_Publish | str] = []
+        for message in messages:
+            metrics.messages_in += 1
+            metrics.bytes_in += len(message.encode() if isinstance(message, str) else message)
+            request = self._request(message)
+            if isinstance(request, str):
+                batch.append(request)
+                continue
+            if request.op == "publish":
+                item = self._publish_now(request)
+                if item is not None:
+                    batch.append(item)
+                    continue
+            if batch:
+                await self._publish_batch(batch)
+                batch = []
+            await self._handle(request)
+        if batch:
+            await self._publish_batch(batch)
+
+    def _request(self, message: str | bytes) -> Request | str:
+        """The request, or the error reply to a message that isn't one."""
         try:
             if isinstance(message, bytes):
                 raise RequestError(Code.BAD_REQUEST, "binary frames aren't part of the protocol; "
                                    "send JSON in text frames")
             request = parse_request(message)
-            rid = request.id
-            what = f"{request.op[:40]!r} request"
-            handler = _HANDLERS.get(request.op)
-            if handler is None:
-                raise RequestError(
-                    Code.BAD_REQUEST,
-                    f"unknown op {request.op[:40]!r}; known: {', '.join(_HANDLERS)}",
-                )
-            if not self.connected and request.op != "connect":
-                raise RequestError(Code.UNAUTHORIZED, "not connected: send connect first")
-            result = await handler(self, request)
+        except RequestError as exc:
+            return error_reply(exc.request_id, exc.code, exc.message)
+        except Exception as exc:
+            self._failed("a request", exc)
+            return error_reply(None, Code.INTERNAL, "internal error; see the hub's log")
+        if request.op not in _HANDLERS:
+            return error_reply(request.id, Code.BAD_REQUEST, f"unknown op {request.op[:40]!r}; "
+                               f"known: {', '.join(_HANDLERS)}")
+        if not self.connected and request.op != "connect":
+            return error_reply(request.id, Code.UNAUTHORIZED, "not connected: send connect first")
+        return request
+
+    async def _handle(self, request: Request) -> None:
+        rid = request.id
+        try:
+            result = await _HANDLERS[request.op](self, request)
             if result is not None:
                 self.write(reply(rid, result))
         except _Answered:
@@ -194,8 +235,47 @@ class Session:
         except ConnectionClosed:
             raise
         except Exception as exc:
-            self._failed(what, exc)
+            self._failed(f"{request.op[:40]!r} request", exc)
             self.write(error_reply(rid, Code.INTERNAL, "internal error; see the hub's log"))
+
+    def _publish_now(self, request: Request) -> _Publish | str | None:
+        """A publish for the batch, or its error reply; ``None`` when the
+        publish proxy must be asked first (``_handle`` does it)."""
+        try:
+            channel, ns, data = self._publish_checked(request)
+        except RequestError as exc:
+            return error_reply(request.id, exc.code, exc.message)
+        except Exception as exc:
+            self._failed("'publish' request", exc)
+            return error_reply(request.id, Code.INTERNAL, "internal error; see the hub's log")
+        if ns.publish_proxy and not self.backend:
+            return None
+        sender = None if self.backend else self.client
+        return _Publish(request.id, ToPublish(channel, data, sender, ns.history_size,
+                                              ns.history_ttl))
+
+    async def _publish_batch(self, batch: list[_Publish | str]) -> None:
+        """Publish the batch's publishes at once, then write every reply in order."""
+        todo = [item.publication for item in batch if isinstance(item, _Publish)]
+        results: list[Position | BrokerUnavailable | None] = []  # None: an internal error
+        if todo:
+            try:
+                results += await self.hub.publish_many(todo)
+            except Exception as exc:
+                self._failed("'publish' request", exc)
+                results = [None] * len(todo)
+        answers = iter(results)
+        for item in batch:
+            if isinstance(item, str):
+                self.write(item)
+                continue
+            result = next(answers)
+            if isinstance(result, Position):
+                self.write(reply(item.id, "{" + position_json(result) + "}"))
+            elif isinstance(result, BrokerUnavailable):
+                self.write(error_reply(item.id, Code.UNAVAILABLE, f"broker unavailable: {result}"))
+            else:
+                self.write(error_reply(item.id, Code.INTERNAL, "internal error; see the hub's log"))
 
     async def _connect(self, request: Request) -> str | None:
         if self.connected:
@@ -500,7 +580,9 @@ class Session:
         finally:
             await self.hub.remove_subscriber(channel, self)
 
-    async def _publish(self, request: Request) -> str:
+    def _publish_checked(self, request: Request) -> tuple[str, Namespace, str]:
+        """A publish request's channel, namespace and data (JSON text), once
+        this client may publish there."""
         channel = request.channel()
         ns = self._namespace(channel, subscribe=False)
         if not self.backend:
@@ -509,7 +591,12 @@ class Session:
             self._namespace(channel, subscribe=True)  # must be allowed to read it, too
         if "data" not in request.body:
             raise RequestError(Code.BAD_REQUEST, "publish needs data")
-        data = dumps(request.body["data"])
+        return channel, ns, dumps(request.body["data"])
+
+    async def _publish(self, request: Request) -> str:
+        """A publish one at a time: the one the publish proxy is asked about
+        (``_publish_now`` batches the others)."""
+        channel, ns, data = self._publish_checked(request)
         if ns.publish_proxy and not self.backend:
             answer = await self._ask(
                 "publish", self._asked(channel=channel, data=request.body["data"])
@@ -571,6 +658,14 @@ class Session:
 
 class _Answered(Exception):
     """The handler wrote its own reply."""
+
+
+@dataclass(slots=True)
+class _Publish:
+    """A publish request of a batch: its id and what it publishes."""
+
+    id: Any
+    publication: ToPublish
 
 
 def _positions(value: Any, most: int) -> dict[str, Position]:
