@@ -194,6 +194,7 @@ def test_one_input(data: bytes) -> None:
     messages = [writer.message(i == 0) for i in range(1 + src.byte() % 8)]
     messages = [m for m in messages if len(m.encode() if isinstance(m, str) else m) <= MAX_SIZE]
     answers = [writer.answer() for _ in range(4)]
+    batch = src.byte() % 4  # how many following messages arrive with each one
 
     class Backend(Proxy):
         """The real proxy's checks; the backend's answers from the input."""
@@ -209,7 +210,7 @@ def test_one_input(data: bytes) -> None:
     hub = rig.hub
     hub.proxy = Backend(rig.config, hub.metrics)
     hub.proxy._session = object()  # calls reach _post; no HTTP session is made
-    session = rig.session(rig.socket(messages))
+    session = rig.session(rig.socket(messages, batch))
 
     async def body() -> None:
         hub.sessions.add(session)

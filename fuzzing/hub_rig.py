@@ -52,11 +52,25 @@ def configs() -> tuple[Any, Any]:
             HubConfig(**base, namespaces=namespaces, proxy=proxy))
 
 
+class Inbox:
+    """The connection's queue as the session sees it: ``take_all`` hands over
+    up to ``batch`` of the messages that follow, as if they had arrived together."""
+
+    def __init__(self, messages: list[str | bytes], batch: int) -> None:
+        self.pending = list(messages)
+        self.batch = batch
+
+    def take_all(self) -> list[str | bytes]:
+        taken = self.pending[: self.batch]
+        del self.pending[: self.batch]
+        return taken
+
+
 class Socket:
     """A session's WebSocket: hands over ``messages``, keeps how it was closed."""
 
-    def __init__(self, messages: list[str | bytes]) -> None:
-        self.messages = messages
+    def __init__(self, messages: list[str | bytes], batch: int = 0) -> None:
+        self.messages = Inbox(messages, batch)
         self.closed: tuple[int, str] | None = None
         self.refused: list[str] = []  # closes the real connection would refuse
         self.request = None
@@ -69,10 +83,11 @@ class Socket:
         self.protocol = Protocol()
 
     async def __aiter__(self) -> AsyncIterator[str | bytes]:
-        for message in self.messages:
+        pending = self.messages.pending
+        while pending:
             if self.closed is not None:
                 return
-            yield message
+            yield pending.pop(0)
             await asyncio.sleep(0)  # let background tasks and pushes run
 
     async def drain(self) -> None:
@@ -126,8 +141,8 @@ class Rig:
         self.sent: list[str] = []
         self.sockets: list[Socket] = []
 
-    def socket(self, messages: list[str | bytes]) -> Socket:
-        self.sockets.append(Socket(messages))
+    def socket(self, messages: list[str | bytes], batch: int = 0) -> Socket:
+        self.sockets.append(Socket(messages, batch))
         return self.sockets[-1]
 
     def session(self, ws: Socket) -> Any:

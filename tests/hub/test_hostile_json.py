@@ -274,6 +274,9 @@ class FailingBroker(MemoryBroker):
     async def publish(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
         raise RuntimeError("the disk\nis on fire")
 
+    async def publish_many(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise RuntimeError("the disk\nis on fire")
+
     async def channels(self) -> dict[str, int]:
         raise RuntimeError("no channels today")
 
