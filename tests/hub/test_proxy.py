@@ -38,7 +38,9 @@ Proxied = Callable[..., Awaitable[Hub]]
 def proxied(make_hub: MakeHub, backend: Backend) -> Proxied:
     """A hub whose every proxy URL points at ``backend`` (``urls`` replaces some)."""
 
-    async def make(timeout: float = 0.3, headers: tuple[str, ...] = ("Cookie",),
+    # A second, not less: on a loaded machine a healthy backend can take
+    # a few hundred milliseconds to answer.
+    async def make(timeout: float = 1.0, headers: tuple[str, ...] = ("Cookie",),
                    urls: dict[str, str | None] | None = None, **changes: Any) -> Hub:
         proxy = ProxyConfig(**{**backend.urls(*EVENTS), **(urls or {})},
                             timeout=timeout, headers=headers)

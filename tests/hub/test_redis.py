@@ -40,6 +40,9 @@ async def make_node(redis_url: str) -> AsyncIterator[MakeNode]:
     async with AsyncExitStack() as stack:
 
         async def make(url: str = redis_url, **changes: Any) -> Hub:
+            # Probes far apart unless a test is about them: on a loaded
+            # machine a stalled loop must not pass for a silent pub/sub.
+            changes.setdefault("probe_interval", 3.0)
             return await stack.enter_async_context(Hub(config(broker=url, **changes)))
 
         yield make
