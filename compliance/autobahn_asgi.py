@@ -28,10 +28,10 @@ ENGINES = {
 }
 
 
-def fuzz(engine: str, http: str, outdir: Path) -> str:
+def fuzz(engine: str, http: str, outdir: Path, exclude: tuple[str, ...] = ()) -> str:
     """Serve the echo app with ``engine`` over ``http`` (h11 or httptools),
-    with permessage-deflate on, run every case into ``outdir``; return the
-    server's log."""
+    with permessage-deflate on, run every case but those ``exclude`` matches
+    into ``outdir``; return the server's log."""
     return fuzz_server(
         lambda port: [
             sys.executable, "-m", "uvicorn", "asgi_echo:app", "--app-dir", str(HERE),
@@ -40,6 +40,7 @@ def fuzz(engine: str, http: str, outdir: Path) -> str:
             "--log-level", "warning", "--lifespan", "on",
         ],
         outdir,
+        exclude,
     )
 
 

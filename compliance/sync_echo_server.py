@@ -14,9 +14,11 @@ import signal
 import sys
 from types import FrameType
 
+from tidewire import DeflateOptions
 from tidewire.sync import ServerConnection, serve
 
 MAX_SIZE = 16 * 1024 * 1024
+LEVEL = 1  # zlib's fastest: the cases check what the peer decodes, not the ratio
 
 
 def echo(ws: ServerConnection) -> None:
@@ -31,7 +33,8 @@ def stop(signum: int, frame: FrameType | None) -> None:
 def main(port: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, stop)
-    with serve(echo, "127.0.0.1", port, compression="deflate", max_size=MAX_SIZE) as server:
+    with serve(echo, "127.0.0.1", port, compression="deflate", max_size=MAX_SIZE,
+               deflate_options=DeflateOptions(level=LEVEL)) as server:
         print(f"tidewire.sync echo server listening on ws://127.0.0.1:{server.port}/", flush=True)
         try:
             server.serve_forever()

@@ -124,6 +124,13 @@ def test_echo_port_in_use_is_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_echo_level_out_of_range_is_a_usage_error() -> None:
+    result = run("echo", "--port", "0", "--level", "10")
+    assert result.returncode == 2
+    assert "--level: invalid choice: 10" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # tidewire serve
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from . import asyncio as tw
 from .exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from .protocol.deflate import DeflateOptions
 
 __all__ = ["main"]
 
@@ -38,13 +39,14 @@ async def _echo_handler(ws: tw.ServerConnection) -> None:
         await ws.send(message)
 
 
-async def run_echo(host: str, port: int) -> None:
+async def run_echo(host: str, port: int, level: int = 6) -> None:
     async with tw.serve(
         _echo_handler,
         host,
         port,
         max_size=ECHO_MAX_SIZE,
         compression="deflate",
+        deflate_options=DeflateOptions(level=level),
     ) as server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = sub.add_parser("echo", help="run an echo server (compression on, 16 MiB limit)")
     echo.add_argument("--host", default="127.0.0.1")
     echo.add_argument("--port", type=int, default=9001)
+    echo.add_argument("--level", type=int, choices=range(10), default=6, metavar="0-9",
+                      help="zlib level of what it compresses: 1 fastest, 9 smallest "
+                      "(default 6)")
     conn = sub.add_parser("connect", help="interactive client: stdin lines out, messages in")
     conn.add_argument("uri")
     conn.add_argument("--linger", type=float, default=1.0, metavar="SECONDS",
@@ -210,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(run_serve(settings))
         if args.command == "echo":
             try:
-                run(run_echo(args.host, args.port))
+                run(run_echo(args.host, args.port, args.level))
             except OSError as exc:
                 print(f"error: can't listen on {args.host}:{args.port}: {exc.strerror}",
                       file=sys.stderr)
