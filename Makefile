@@ -34,16 +34,16 @@ serve: $(STAMP)
 	$(BIN)/tidewire serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests compliance fuzzing soak examples
+	$(BIN)/ruff check src tests compliance fuzzing soak examples conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -n $(JOBS) -m "not compliance"
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m "not compliance"
 
 compliance: $(STAMP) $(UVICORN_TESTS)
-	$(BIN)/pytest -n $(JOBS) -m compliance
+	$(BIN)/pytest -n $(JOBS) --dist worksteal -m compliance
 
 $(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
 	$(BIN)/python compliance/uvicorn_suite.py fetch $(VENV)/uvicorn-tests
@@ -51,10 +51,10 @@ $(UVICORN_TESTS): $(STAMP) compliance/uvicorn_suite.py
 # The whole suite with the compiled speedups (a short run of each fuzz harness
 # and of the soak included), then the unit tests again on their pure-Python twins.
 test: $(STAMP) $(UVICORN_TESTS)
-	$(BIN)/ruff check src tests compliance fuzzing soak examples
+	$(BIN)/ruff check src tests compliance fuzzing soak examples conftest.py
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(JOBS)
-	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -n $(JOBS) -m "not compliance and not fuzz and not soak"
+	$(BIN)/pytest -n $(JOBS) --dist worksteal
+	TIDEWIRE_NO_SPEEDUPS=1 $(BIN)/pytest -n $(JOBS) --dist worksteal -m "not compliance and not fuzz and not soak"
 
 # `make fuzz` runs each harness of fuzzing/ for FUZZ_SECONDS (300) in turn;
 # FUZZ=name runs one. Crashes are saved into fuzzing/corpus/<name>/.

@@ -125,6 +125,7 @@ def fuzz_server(
     return log_path.read_text(errors="replace")
 
 
+@pytest.mark.cost(220)
 def test_autobahn_server(outdir: Path) -> None:
     log = fuzz_server(
         lambda port: [sys.executable, "-m", "tidewire", "echo", "--port", str(port),
@@ -136,6 +137,7 @@ def test_autobahn_server(outdir: Path) -> None:
     assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
 
 
+@pytest.mark.cost(200)
 def test_autobahn_client(outdir: Path) -> None:
     port = free_port()
     fuzzer = subprocess.Popen(

@@ -25,8 +25,8 @@ pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
 
 
 @pytest.mark.parametrize(("http", "exclude", "expected"), [
-    ("httptools", (), EXPECTED_CASES),
-    ("h11", COMPRESSION_CASES, 301),
+    pytest.param("httptools", (), EXPECTED_CASES, marks=pytest.mark.cost(280)),
+    pytest.param("h11", COMPRESSION_CASES, 301, marks=pytest.mark.cost(10)),
 ], ids=["httptools", "h11-without-compression"])
 def test_autobahn_asgi_server(http: str, exclude: tuple[str, ...], expected: int) -> None:
     outdir = REPORTS / f"asgi_{http}"

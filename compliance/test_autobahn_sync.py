@@ -41,6 +41,7 @@ def report_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     yield path
 
 
+@pytest.mark.cost(180)
 def test_autobahn_sync_server(report_dir: Path) -> None:
     log = fuzz_server(
         lambda port: [sys.executable, str(HERE / "sync_echo_server.py"), str(port)], report_dir
@@ -50,6 +51,7 @@ def test_autobahn_sync_server(report_dir: Path) -> None:
     assert not bad, f"{len(bad)} Autobahn cases failed as sync server:\n" + "\n".join(bad)
 
 
+@pytest.mark.cost(180)
 def test_autobahn_sync_client(report_dir: Path) -> None:
     port = free_port()
     fuzzer = subprocess.Popen(

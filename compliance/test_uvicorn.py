@@ -22,6 +22,7 @@ HTTP_PROTOCOLS = ("h11", "httptools", "zttp")
 pytestmark = [pytest.mark.compliance, pytest.mark.timeout(900)]
 
 
+@pytest.mark.cost(20)
 def test_uvicorn_websocket_suite_passes_on_tidewire() -> None:
     if not (SUITE_DIR / "RELEASE").exists():
         pytest.fail(

@@ -17,12 +17,13 @@ import pytest
 
 from fuzzing.run import harnesses
 
-SECONDS = 15
+SECONDS = 10
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.fuzz
 @pytest.mark.timeout(SECONDS + 120)
+@pytest.mark.cost(20)
 @pytest.mark.parametrize("name", harnesses())
 def test_harness_survives_a_short_run(name: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TIDEWIRE_NO_SPEEDUPS"}

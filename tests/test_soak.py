@@ -140,6 +140,7 @@ def test_judge_wants_enough_samples_after_the_warm_up() -> None:
 
 @pytest.mark.soak
 @pytest.mark.timeout(timeout(RUN_SECONDS + 30))
+@pytest.mark.cost(30)
 @pytest.mark.parametrize("broker", ["memory", "redis"])
 def test_soak_loses_nothing_and_leaks_nothing(broker: str, tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "soak", "--broker", broker, "--subscribers", "200",
