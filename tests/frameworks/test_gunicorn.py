@@ -67,7 +67,10 @@ def test_the_documented_worker_gives_uvicorn_tidewires_engine(tmp_path: Path) ->
     assert issubclass(worker, UvicornWorker)
     assert worker.CONFIG_KWARGS == {
         **UvicornWorker.CONFIG_KWARGS, "ws": "tidewire.asgi:UvicornProtocol"}
-    config = uvicorn.Config(lambda scope, receive, send: None, **worker.CONFIG_KWARGS)
+    # log_config=None: uvicorn's own would stop its loggers from reaching the
+    # root logger for the rest of this process, where other tests watch them.
+    config = uvicorn.Config(lambda scope, receive, send: None, log_config=None,
+                            **worker.CONFIG_KWARGS)
     config.load()
     assert config.ws_protocol_class is UvicornProtocol
 
