@@ -8,8 +8,9 @@ BENCH_STAMP := $(VENV)/.bench-installed
 # uvicorn's WebSocket tests, fetched from PyPI for compliance/test_uvicorn.py.
 UVICORN_TESTS := $(VENV)/uvicorn-tests/RELEASE
 LOADGEN := bench/loadgen/loadgen
-# pytest-xdist workers: one per core by default; JOBS=1 runs the suite serially.
-JOBS ?= auto
+# pytest-xdist workers: two per core by default, since most tests spend their
+# time waiting on sockets and timers (JOBS=0 runs the suite in one process).
+JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 # Socket.IO and soketi, the Node servers the hub is measured against (bench/node).
 NODE_STAMP := bench/node/node_modules/.installed
 

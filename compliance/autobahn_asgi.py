@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from test_autobahn import HERE, REPORTS, fuzz_server
@@ -28,10 +29,11 @@ ENGINES = {
 }
 
 
-def fuzz(engine: str, http: str, outdir: Path, exclude: tuple[str, ...] = ()) -> str:
+def fuzz(engine: str, http: str, outdir: Path, cases: Sequence[str] = ()) -> str:
     """Serve the echo app with ``engine`` over ``http`` (h11 or httptools),
-    with permessage-deflate on, run every case but those ``exclude`` matches
-    into ``outdir``; return the server's log."""
+    with permessage-deflate on, run the cases (every one, or those kosoku's
+    -i and -x options in ``cases`` select) into ``outdir``; return the
+    server's log."""
     return fuzz_server(
         lambda port: [
             sys.executable, "-m", "uvicorn", "asgi_echo:app", "--app-dir", str(HERE),
@@ -40,7 +42,7 @@ def fuzz(engine: str, http: str, outdir: Path, exclude: tuple[str, ...] = ()) ->
             "--log-level", "warning", "--lifespan", "on",
         ],
         outdir,
-        exclude,
+        list(cases),
     )
 
 

@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -93,19 +94,30 @@ def _key(case_id: str) -> list[int]:
     return [int(part) for part in case_id.split(".")]
 
 
-@pytest.fixture
-def outdir(request: pytest.FixtureRequest) -> Iterator[Path]:
-    path = REPORTS / request.node.name.removeprefix("test_autobahn_")
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    yield path
+# Each run is cut in two of about the same length, so that pytest-xdist's
+# workers share them out evenly: the 90 cases of 12.* and the 427 others.
+PARTS = [
+    pytest.param((("12.*",), (), 90), id="12"),
+    pytest.param(((), ("12.*",), EXPECTED_CASES - 90), id="rest"),
+]
 
 
-def fuzz_server(
-    command: Callable[[int], list[str]], outdir: Path, exclude: tuple[str, ...] = ()
-) -> str:
+@dataclass(frozen=True)
+class Part:
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    expected: int
+    outdir: Path
+
+    def args(self) -> list[str]:
+        """kosoku's options that select this part's cases."""
+        return [*(a for c in self.include for a in ("-i", c)),
+                *(a for c in self.exclude for a in ("-x", c))]
+
+
+def fuzz_server(command: Callable[[int], list[str]], outdir: Path, cases: list[str]) -> str:
     """Start the server ``command(port)`` gives, run kosoku's fuzzing client
-    against it into ``outdir`` (without the cases ``exclude`` matches), stop
+    against it into ``outdir`` (``cases``: kosoku's -i and -x options), stop
     it; return what it logged."""
     port = free_port()
     log_path = outdir / "server.log"
@@ -115,7 +127,7 @@ def fuzz_server(
             wait_for_port(port, server)
             subprocess.run(
                 [kosoku(), "-m", "fuzzingclient", "-p", PARALLELISM, "-o", str(outdir),
-                 *(arg for case in exclude for arg in ("-x", case)), f"127.0.0.1:{port}"],
+                 *cases, f"127.0.0.1:{port}"],
                 check=False,
                 stdout=subprocess.DEVNULL,
                 timeout=1700,
@@ -125,31 +137,20 @@ def fuzz_server(
     return log_path.read_text(errors="replace")
 
 
-@pytest.mark.cost(220)
-def test_autobahn_server(outdir: Path) -> None:
-    log = fuzz_server(
-        lambda port: [sys.executable, "-m", "tidewire", "echo", "--port", str(port),
-                      "--level", str(LEVEL)],
-        outdir,
-    )
-    assert "Traceback" not in log, log[-3000:]
-    bad = failures(outdir)
-    assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
-
-
-@pytest.mark.cost(200)
-def test_autobahn_client(outdir: Path) -> None:
+def fuzz_client(script: str, outdir: Path, cases: list[str]) -> str:
+    """Run kosoku's fuzzing server into ``outdir`` with ``cases`` (its -i and
+    -x options) and the client ``script`` against it; return what the client
+    logged, once it has passed."""
     port = free_port()
     fuzzer = subprocess.Popen(
-        [kosoku(), "-m", "fuzzingserver", "-o", str(outdir), f"127.0.0.1:{port}"],
+        [kosoku(), "-m", "fuzzingserver", "-o", str(outdir), *cases, f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, fuzzer)
         client = subprocess.run(
-            [sys.executable, str(HERE / "autobahn_client.py"), f"ws://127.0.0.1:{port}",
-             PARALLELISM],
+            [sys.executable, str(HERE / script), f"ws://127.0.0.1:{port}", PARALLELISM],
             capture_output=True,
             timeout=1700,
         )
@@ -159,6 +160,25 @@ def test_autobahn_client(outdir: Path) -> None:
         stop(fuzzer)
     log = client.stderr.decode(errors="replace")
     assert client.returncode == 0, log[-3000:]
+    return log
+
+
+@pytest.mark.cost(110)
+def test_autobahn_server(part: Part) -> None:
+    log = fuzz_server(
+        lambda port: [sys.executable, "-m", "tidewire", "echo", "--port", str(port),
+                      "--level", str(LEVEL)],
+        part.outdir,
+        part.args(),
+    )
     assert "Traceback" not in log, log[-3000:]
-    bad = failures(outdir)
+    bad = failures(part.outdir, part.expected)
+    assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
+
+
+@pytest.mark.cost(110)
+def test_autobahn_client(part: Part) -> None:
+    log = fuzz_client("autobahn_client.py", part.outdir, part.args())
+    assert "Traceback" not in log, log[-3000:]
+    bad = failures(part.outdir, part.expected)
     assert not bad, f"{len(bad)} Autobahn cases failed as client:\n" + "\n".join(bad)
