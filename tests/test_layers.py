@@ -27,6 +27,17 @@ def test_sync_layer_imports_no_asyncio() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_asgi_layer_imports_neither_the_hub_nor_sync() -> None:
+    code = (
+        "import sys, tidewire.asgi\n"
+        "print([m for m in ('tidewire.hub', 'tidewire.sync') if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_hub_client_uses_no_server_module_of_the_hub() -> None:
     """tidewire.hub.client stands on tidewire.asyncio's public API: it never
     imports the hub's server side, so the two meet only on the wire."""
