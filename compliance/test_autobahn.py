@@ -90,6 +90,13 @@ def failures(outdir: Path, expected: int = EXPECTED_CASES) -> list[str]:
     return bad
 
 
+def assert_passed(log: str, outdir: Path, expected: int, role: str) -> None:
+    """No traceback in ``log``, and every case of ``outdir`` accepted."""
+    assert "Traceback" not in log, log[-3000:]
+    bad = failures(outdir, expected)
+    assert not bad, f"{len(bad)} Autobahn cases failed {role}:\n" + "\n".join(bad)
+
+
 def _key(case_id: str) -> list[int]:
     return [int(part) for part in case_id.split(".")]
 
@@ -171,14 +178,10 @@ def test_autobahn_server(part: Part) -> None:
         part.outdir,
         part.args(),
     )
-    assert "Traceback" not in log, log[-3000:]
-    bad = failures(part.outdir, part.expected)
-    assert not bad, f"{len(bad)} Autobahn cases failed as server:\n" + "\n".join(bad)
+    assert_passed(log, part.outdir, part.expected, "as server")
 
 
 @pytest.mark.cost(110)
 def test_autobahn_client(part: Part) -> None:
     log = fuzz_client("autobahn_client.py", part.outdir, part.args())
-    assert "Traceback" not in log, log[-3000:]
-    bad = failures(part.outdir, part.expected)
-    assert not bad, f"{len(bad)} Autobahn cases failed as client:\n" + "\n".join(bad)
+    assert_passed(log, part.outdir, part.expected, "as client")

@@ -17,7 +17,7 @@ import pytest
 from test_autobahn import (
     HERE,
     Part,
-    failures,
+    assert_passed,
     fuzz_client,
     fuzz_server,
 )
@@ -32,14 +32,10 @@ def test_autobahn_sync_server(part: Part) -> None:
         part.outdir,
         part.args(),
     )
-    assert "Traceback" not in log, log[-3000:]
-    bad = failures(part.outdir, part.expected)
-    assert not bad, f"{len(bad)} Autobahn cases failed as sync server:\n" + "\n".join(bad)
+    assert_passed(log, part.outdir, part.expected, "as sync server")
 
 
 @pytest.mark.cost(100)
 def test_autobahn_sync_client(part: Part) -> None:
     log = fuzz_client("autobahn_sync_client.py", part.outdir, part.args())
-    assert "Traceback" not in log, log[-3000:]
-    bad = failures(part.outdir, part.expected)
-    assert not bad, f"{len(bad)} Autobahn cases failed as sync client:\n" + "\n".join(bad)
+    assert_passed(log, part.outdir, part.expected, "as sync client")
