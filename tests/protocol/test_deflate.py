@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import zlib
+
 import pytest
 
 from tidewire.exceptions import NegotiationError, ProtocolError
@@ -99,6 +102,20 @@ def test_context_takeover_makes_repeats_smaller() -> None:
 def test_window_of_8_bits_sends_uncompressed() -> None:
     pair_codec = codec(local_max_window_bits=8)
     assert not pair_codec.can_compress
+
+
+@pytest.mark.parametrize("bits", range(9, 16))
+def test_compressor_keeps_within_the_agreed_window(bits: int) -> None:
+    # A decoder with exactly the agreed window fails ("invalid distance too far
+    # back") on any reference beyond it; the repeats here sit at distances on
+    # both sides of every window size.
+    c = codec(local_max_window_bits=bits)
+    strict = zlib.decompressobj(-bits)
+    noise = random.Random(bits).randbytes(40_000)
+    for size in (200, 400, 700, 1_500, 3_000, 6_000, 12_000, 25_000, 40_000):
+        message = noise[:size] * 3
+        assert strict.decompress(c.compress(message) + b"\x00\x00\xff\xff") == message
+    assert len(c.compress(b"tidewire " * 200)) < 100
 
 
 def offers(header: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
