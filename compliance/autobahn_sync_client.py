@@ -1,6 +1,6 @@
 """The Autobahn client loop with tidewire.sync: every case of a fuzzing server.
 
-    python compliance/autobahn_sync_client.py ws://127.0.0.1:9001 [PARALLELISM]
+    python compliance/autobahn_sync_client.py ws://127.0.0.1:9001 [PARALLELISM [LEVEL]]
 
 Each case is an echo: whatever the server sends comes back, until it closes.
 Cases are independent connections, so several run at once, a thread each.
@@ -17,8 +17,9 @@ from tidewire.sync import connect
 
 AGENT = "tidewire.sync"
 MAX_SIZE = 16 * 1024 * 1024
-# zlib's fastest: the cases check what the peer decodes, not the ratio.
-DEFLATE = DeflateOptions(level=1)
+# zlib level 1 unless LEVEL says otherwise: the cases check what the
+# peer decodes, not the ratio, and level 1 is the fastest that compresses.
+DEFLATE = DeflateOptions(level=int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 
 
 def case_count(server: str) -> int:

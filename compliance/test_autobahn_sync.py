@@ -28,7 +28,8 @@ pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
 @pytest.mark.cost(100)
 def test_autobahn_sync_server(part: Part) -> None:
     log = fuzz_server(
-        lambda port: [sys.executable, str(HERE / "sync_echo_server.py"), str(port)],
+        lambda port: [sys.executable, str(HERE / "sync_echo_server.py"), str(port),
+                      str(part.level)],
         part.outdir,
         part.args(),
     )
@@ -37,5 +38,5 @@ def test_autobahn_sync_server(part: Part) -> None:
 
 @pytest.mark.cost(100)
 def test_autobahn_sync_client(part: Part) -> None:
-    log = fuzz_client("autobahn_sync_client.py", part.outdir, part.args())
+    log = fuzz_client("autobahn_sync_client.py", part.outdir, part.args(), part.level)
     assert_passed(log, part.outdir, part.expected, "as sync client")
