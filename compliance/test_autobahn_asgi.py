@@ -26,9 +26,9 @@ pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
 
 # httptools runs every case, in the two parts of test_autobahn.py.
 @pytest.mark.parametrize(("http", "cases", "expected"), [
-    pytest.param("httptools", ["-i", "12.*"], 90, marks=pytest.mark.cost(130),
+    pytest.param("httptools", ["-i", "12.*"], 90, marks=pytest.mark.cost(180),
                  id="httptools-12"),
-    pytest.param("httptools", ["-x", "12.*"], EXPECTED_CASES - 90, marks=pytest.mark.cost(130),
+    pytest.param("httptools", ["-x", "12.*"], EXPECTED_CASES - 90, marks=pytest.mark.cost(90),
                  id="httptools-rest"),
     pytest.param("h11", [a for c in COMPRESSION_CASES for a in ("-x", c)], 301,
                  marks=pytest.mark.cost(10), id="h11-without-compression"),

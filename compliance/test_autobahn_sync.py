@@ -25,7 +25,6 @@ from test_autobahn import (
 pytestmark = [pytest.mark.compliance, pytest.mark.timeout(1800)]
 
 
-@pytest.mark.cost(100)
 def test_autobahn_sync_server(part: Part) -> None:
     log = fuzz_server(
         lambda port: [sys.executable, str(HERE / "sync_echo_server.py"), str(port),
@@ -36,7 +35,6 @@ def test_autobahn_sync_server(part: Part) -> None:
     assert_passed(log, part.outdir, part.expected, "as sync server")
 
 
-@pytest.mark.cost(100)
 def test_autobahn_sync_client(part: Part) -> None:
     log = fuzz_client("autobahn_sync_client.py", part.outdir, part.args(), part.level)
     assert_passed(log, part.outdir, part.expected, "as sync client")
