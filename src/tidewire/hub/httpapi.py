@@ -144,7 +144,7 @@ class HttpApi:
         channel = channel_name(body.get("channel"))
         data = _data(body)
         pos = await self.hub.publish(channel, data)
-        return {"channel": channel, "epoch": pos.epoch, "offset": pos.offset}
+        return _raw_json(f'{{"channel":{dumps(channel)},{position_json(pos)}}}')
 
     async def _broadcast(self, request: Request, query: dict[str, list[str]]) -> Any:
         body = _body(request)
@@ -234,11 +234,10 @@ _PHRASES = {s.value: s.phrase for s in HTTPStatus}  # an enum lookup costs a cal
 def _response(
     status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
 ) -> Response:
-    headers = Headers()
-    headers.add("Content-Type", content_type)
-    headers.add("Content-Length", str(len(body)))
-    for name, value in (extra or {}).items():
-        headers.add(name, value)
+    headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    if extra:
+        for name, value in extra.items():
+            headers.add(name, value)
     return Response(status, _PHRASES[status], headers, body)
 
 

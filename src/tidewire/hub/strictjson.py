@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 __all__ = ["MAX_DEPTH", "MAX_INTEGER", "Refused", "parse", "check", "check_members", "dumps"]
@@ -38,13 +39,35 @@ class Refused(ValueError):
     """JSON that Python reads but the hub can't pass on; the message says why."""
 
 
+def _unserializable(value: Any) -> NoReturn:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# JSONEncoder.encode() builds its C encoder anew for each call, which costs
+# more than writing a small object: the hub keeps one. No circular check (the
+# hub writes what it read or built); NaN and infinities raise ValueError.
+_make_encoder: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None  # None where the C accelerator is missing
+)
+_C_ENCODE = None if _make_encoder is None else _make_encoder(
+    None, _unserializable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON; one encoder for all, rather than one per call."""
-    return _ENCODER.encode(value)
+    if type(value) is str:
+        return json.encoder.encode_basestring(value)
+    if _C_ENCODE is None or not (type(value) is dict or type(value) is list):
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def _no_constant(name: str) -> NoReturn:
     raise Refused(f"{name} isn't JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)  # one for all, as _ENCODER
 
 
 def parse(text: str) -> Any:
@@ -53,7 +76,7 @@ def parse(text: str) -> Any:
     ``ValueError`` for text that isn't JSON. What it returns still needs
     ``check``."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         raise Refused(f"the JSON nests deeper than {MAX_DEPTH} levels") from None
     except Refused:
