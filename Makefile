@@ -13,6 +13,10 @@ LOADGEN := bench/loadgen/loadgen
 JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 # Socket.IO and soketi, the Node servers the hub is measured against (bench/node).
 NODE_STAMP := bench/node/node_modules/.installed
+# Python caches bytecode in __pycache__ even where the environment says not to
+# (an empty value is off): each of the suite's hundreds of Python processes
+# would compile tidewire again, and each pytest worker rewrite every test module.
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: test serve lint typecheck unit compliance clean bench instructions fuzz soak
 
