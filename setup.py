@@ -12,6 +12,7 @@ None is optional: a build that can't compile them fails loudly instead of
 shipping the slower pure-Python twins without a word.
 """
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 PACKAGE = Path("src/tidewire")
+JOBS = os.cpu_count() or 1  # Cython and the C compiler, one module per core
 # source module -> its compiled twin, in the same package
 COMPILED = {
     "protocol.reader": "_reader_c",
@@ -57,6 +59,8 @@ setup(
                 "wraparound": False,
             },
             quiet=True,
+            nthreads=JOBS,
         ),
-    ]
+    ],
+    options={"build_ext": {"parallel": JOBS}},
 )
